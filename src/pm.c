@@ -58,6 +58,20 @@ int pm_load_config(const struct pm_options *opt, struct config *out, char *err, 
         cfg_free(out);
         return -1;
     }
+    if (!out->secret_key || !*out->secret_key) {
+        /* Sessions' sealed provider tokens and PKCE verifiers need a key. Without
+         * SECRET_KEY one is made per master start and kept across reloads; after
+         * a restart, renewals of existing sessions fail (users log in again). */
+        static char generated[65];
+        if (!generated[0]) {
+            unsigned char raw[32];
+            random_bytes(raw, sizeof raw);
+            hex_encode(raw, sizeof raw, generated);
+            log_warnx("SECRET_KEY is not set: using a random key until the server restarts");
+        }
+        free(out->secret_key);
+        out->secret_key = xstrdup(generated);
+    }
     return 0;
 }
 

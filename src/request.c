@@ -4,6 +4,7 @@
  * and lighttpd both pass), query, cookies, body reading and draining.
  */
 #include "request.h"
+#include "response.h"
 #include "log.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@ int req_init(struct request *r, FCGX_Request *fcgx, arena_t *arena, struct serve
     r->arena = arena;
     r->srv = srv;
     r->route_index = -1;
+    r->sess_status = -1;
     r->content_length = -1;
     r->path = "/";
 
@@ -169,4 +171,26 @@ bool req_from_loopback(struct request *r)
         return false;
     return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
            strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+struct cJSON *req_json_body(struct request *r, size_t max)
+{
+    size_t len;
+    bool too_large;
+    char *body = req_body_all(r, max, &len, &too_large);
+    if (too_large) {
+        req_drain_body(r);
+        resp_err(r, ERR_TOO_LARGE, NULL);
+        return NULL;
+    }
+    if (!body) {
+        resp_err(r, ERR_BAD_REQUEST, "Could not read the request body");
+        return NULL;
+    }
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    if (!j) {
+        resp_err(r, ERR_BAD_REQUEST, "Invalid JSON");
+        return NULL;
+    }
+    return j;
 }

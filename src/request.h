@@ -19,6 +19,7 @@
 
 struct scoreboard;
 struct db;
+struct session;
 
 /* What a worker holds for its whole life (opened after fork). */
 struct server {
@@ -54,8 +55,10 @@ struct request {
     struct kvlist query;
     struct kvlist cookies;
     struct route_match match;
-    int route_index;     /* -1 when unrouted, for metrics */
-    const char *user_id; /* set by auth, for the access log */
+    int route_index;      /* -1 when unrouted, for metrics */
+    const char *user_id;  /* set by auth, for the access log */
+    struct session *sess; /* the caller's session when resolved and valid */
+    int sess_status;      /* enum sess_status, -1 until resolved */
 
     /* response */
     int status;
@@ -84,6 +87,10 @@ void req_drain_body(struct request *r);
 /* Read the whole body into the arena when it is at most max bytes
  * (JSON bodies). NULL with *too_large set when it is bigger. */
 char *req_body_all(struct request *r, size_t max, size_t *len, bool *too_large);
+/* Parse a JSON request body (at most max bytes). On failure answers the
+ * request itself (400 "Invalid JSON" / 413) and returns NULL. Caller frees. */
+struct cJSON;
+struct cJSON *req_json_body(struct request *r, size_t max);
 /* True when the client connected from loopback (as the web server reports it). */
 bool req_from_loopback(struct request *r);
 

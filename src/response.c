@@ -191,3 +191,34 @@ void resp_blob(struct request *r, const char *sha256_hex, const char *content_ty
     }
     close(fd);
 }
+
+/* Does an If-None-Match list ("a", W/"b", *) name tag? */
+static bool etag_listed(const char *list, const char *tag)
+{
+    size_t tlen = strlen(tag);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (*p == '"' && strncmp(p + 1, tag, tlen) == 0 && p[1 + tlen] == '"')
+            return true;
+        while (*p && *p != ',')
+            p++;
+    }
+    return false;
+}
+
+bool resp_etag(struct request *r, const char *tag)
+{
+    resp_header(r, "ETag", arena_printf(r->arena, "\"%s\"", tag));
+    const char *inm = req_param(r, "HTTP_IF_NONE_MATCH");
+    if (inm && etag_listed(inm, tag)) {
+        resp_empty(r, 304);
+        return true;
+    }
+    return false;
+}

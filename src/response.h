@@ -7,6 +7,7 @@
 #define S4S_RESPONSE_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "request.h"
@@ -47,5 +48,9 @@ void resp_redirect(struct request *r, const char *location);
 void resp_blob(struct request *r, const char *sha256_hex, const char *content_type);
 
 int s4s_err_status(enum s4s_err err);
+
+/* Set ETag: "<tag>" and, when the request's If-None-Match names it (or is
+ * "*"), answer 304 and return true: the handler is done. */
+bool resp_etag(struct request *r, const char *tag);
 
 #endif

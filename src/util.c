@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 static void oom(size_t n)
 {
     /* Writing with stdio could itself allocate; keep it to write(2). */
@@ -183,4 +185,115 @@ bool parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
         return false;
     *out = v;
     return true;
+}
+
+int64_t epoch_us_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void db_ts_from_epoch_us(int64_t epoch_us, char *out)
+{
+    time_t secs = (time_t)(epoch_us / 1000000);
+    long frac = (long)(epoch_us % 1000000);
+    if (frac < 0) {
+        frac += 1000000;
+        secs--;
+    }
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[24];
+    strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(out, DB_TS_LEN, "%.19s.%06ld", base, frac);
+}
+
+void db_ts_now(char *out)
+{
+    db_ts_from_epoch_us(epoch_us_now(), out);
+}
+
+bool db_ts_parse(const char *s, int64_t *epoch_us)
+{
+    if (!s)
+        return false;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *p = strptime(s, "%Y-%m-%d", &tm);
+    if (!p || (*p != ' ' && *p != 'T'))
+        return false;
+    p = strptime(p + 1, "%H:%M:%S", &tm);
+    if (!p)
+        return false;
+    long frac = 0;
+    if (*p == '.') {
+        int digits = 0;
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 6) {
+                frac = frac * 10 + (*p - '0');
+                digits++;
+            }
+            p++;
+        }
+        while (digits++ < 6)
+            frac *= 10;
+    }
+    /* Accept a trailing UTC designator; other zones are not in this data. */
+    if (*p == 'Z')
+        p++;
+    else if (strncmp(p, "+00:00", 6) == 0)
+        p += 6;
+    if (*p != '\0')
+        return false;
+    time_t secs = timegm(&tm);
+    if (secs == (time_t)-1)
+        return false;
+    *epoch_us = (int64_t)secs * 1000000 + frac;
+    return true;
+}
+
+void db_ts_to_iso(const char *db_ts, char *out, size_t outlen)
+{
+    int64_t us;
+    if (!db_ts_parse(db_ts, &us)) {
+        snprintf(out, outlen, "%s", "");
+        return;
+    }
+    char ts[DB_TS_LEN];
+    db_ts_from_epoch_us(us, ts);
+    ts[10] = 'T';
+    snprintf(out, outlen, "%s+00:00", ts);
+}
+
+void b64url_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0, i = 0;
+    for (; i + 2 < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (i < len) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[o++] = alphabet[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+}
+
+void random_bytes(unsigned char *out, size_t len)
+{
+    if (RAND_bytes(out, (int)len) != 1) {
+        static const char msg[] = "s4s: the random number generator failed\n";
+        (void)!write(2, msg, sizeof msg - 1);
+        abort();
+    }
 }

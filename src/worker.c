@@ -12,6 +12,7 @@
 #include "request.h"
 #include "response.h"
 #include "routes.h"
+#include "session.h"
 #include "util.h"
 
 #include <errno.h>
@@ -130,6 +131,15 @@ void worker_dispatch(struct request *r)
                  (unsigned long long)srv->cfg->max_content_length);
         resp_err(r, ERR_TOO_LARGE, msg);
         return;
+    }
+    enum auth_mode am = s4s_routes[r->match.index].auth;
+    if (am != AUTH_NONE) {
+        int st = sess_resolve(r);
+        if (am == AUTH_REQUIRED && st != SESS_OK) {
+            req_drain_body(r);
+            auth_fail(r, st);
+            return;
+        }
     }
     s4s_routes[r->match.index].handler(r);
     if (!r->head_sent) {

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 
 SRCDIR = os.environ.get("S4S_SRCDIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,6 +26,9 @@ BUILDDIR = os.environ.get("S4S_BUILDDIR") or SRCDIR
 S4S_FCGI = os.path.join(BUILDDIR, "src", "s4s-fcgi")
 S4S_ADMIN = os.path.join(BUILDDIR, "src", "s4s-admin")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+IDP = os.path.join(SRCDIR, "contrib", "idp", "s4s-idp.py")
+OAUTH_CLIENT_ID = "s4s-test"
+OAUTH_CLIENT_SECRET = "s4s-test-secret"
 
 
 # ---------------------------------------------------------------- TAP
@@ -179,7 +183,7 @@ http {{
 
 
 class Stack:
-    def __init__(self, workers=2, config=None, env=None, tcp=False):
+    def __init__(self, workers=2, config=None, env=None, tcp=False, idp=True):
         self.dir = tempfile.mkdtemp(prefix="s4s-test-")
         os.chmod(self.dir, 0o755)
         self.data = os.path.join(self.dir, "data")
@@ -201,6 +205,21 @@ class Stack:
             "REQUEST_TIMEOUT": "30",
             "STOP_TIMEOUT": "10",
         }
+        self.idp_port = free_port() if idp else None
+        self.idp = None
+        if idp:
+            idp_url = "http://127.0.0.1:%d" % self.idp_port
+            self.config.update({
+                "OAUTH_CLIENT_ID": OAUTH_CLIENT_ID,
+                "OAUTH_CLIENT_SECRET": OAUTH_CLIENT_SECRET,
+                "OAUTH_AUTHORIZE_URL": idp_url + "/authorize",
+                "OAUTH_TOKEN_URL": idp_url + "/token",
+                "OAUTH_USERINFO_URL": idp_url + "/userinfo",
+                "OAUTH_REDIRECT_URI": "http://127.0.0.1:%d/backend/authorize" % self.port,
+                "ROLE_TEACHER": "lehrer",
+                "ROLE_ADMIN": "admins",
+                "SECRET_KEY": "test-secret-key-not-for-production",
+            })
         self.config.update(config or {})
         self.env = dict(os.environ)
         self.env["S4S_TEST_ROUTES"] = "1"
@@ -229,6 +248,8 @@ class Stack:
     # -- processes
     def start(self, wait=True):
         self.write_config()
+        if self.idp_port:
+            self.start_idp()
         self.start_master()
         self.start_nginx()
         if wait:
@@ -240,6 +261,55 @@ class Stack:
                                        env=self.env, stdin=subprocess.DEVNULL,
                                        stdout=open(os.path.join(self.dir, "master.out"), "ab"),
                                        stderr=subprocess.STDOUT)
+
+    def start_idp(self):
+        self.idp = subprocess.Popen([sys.executable, IDP, "--port", str(self.idp_port),
+                                     "--client-id", OAUTH_CLIENT_ID, "--client-secret", OAUTH_CLIENT_SECRET],
+                                    stdin=subprocess.DEVNULL,
+                                    stdout=open(os.path.join(self.dir, "idp.out"), "ab"),
+                                    stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                request(self.idp_port, "GET", "/_control", timeout=1)
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("stand-in identity provider did not start")
+
+    def idp_control(self, **kw):
+        r = request(self.idp_port, "POST", "/_control", body=json.dumps(kw).encode(),
+                    headers={"Content-Type": "application/json"})
+        return r.json()
+
+    def login_flow(self, user):
+        """The browser's round trip: /login → provider → /authorize. Returns the
+        final redirect's Location (FRONTEND_URL?session_id=… or ?error=…)."""
+        r = self.get("/backend/login")
+        if r.status != 302:
+            raise RuntimeError("/login answered %r" % r)
+        loc = r.header("Location")
+        cookie = r.header("Set-Cookie").split(";")[0]
+        u = urllib.parse.urlsplit(loc)
+        r = request(u.port, "GET", u.path + "?" + u.query + "&login_hint=" + urllib.parse.quote(user))
+        if r.status != 302:
+            raise RuntimeError("provider answered %r" % r)
+        back = urllib.parse.urlsplit(r.header("Location"))
+        r = self.get(back.path + "?" + back.query, headers={"Cookie": cookie})
+        if r.status != 302:
+            raise RuntimeError("/authorize answered %r" % r)
+        return r.header("Location")
+
+    def login(self, user):
+        """Log a demo (or _control-added) user in; returns the session token."""
+        loc = self.login_flow(user)
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
+        if "session_id" not in q:
+            raise RuntimeError("login of %s failed: %s" % (user, loc))
+        return q["session_id"][0]
+
+    def auth(self, token):
+        return {"X-Session-ID": token}
 
     def start_nginx(self):
         conf = self.write_nginx()
@@ -312,7 +382,7 @@ class Stack:
         return kids
 
     def stop(self):
-        for p, sig in ((self.nginx, signal.SIGQUIT), (self.master, signal.SIGTERM)):
+        for p, sig in ((self.nginx, signal.SIGQUIT), (self.master, signal.SIGTERM), (self.idp, signal.SIGTERM)):
             if p and p.poll() is None:
                 p.send_signal(sig)
                 try:

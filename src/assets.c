@@ -1,0 +1,2 @@
+/* assets.c — to be written. */
+#include "assets.h"

@@ -1,0 +1,2 @@
+/* h_assets.c — to be written. */
+#include "routes.h"

@@ -1,0 +1,2 @@
+/* h_backpack.c — to be written. */
+#include "routes.h"

@@ -1,0 +1,2 @@
+/* h_projects.c — to be written. */
+#include "routes.h"

@@ -1,0 +1,2 @@
+/* h_teacher.c — to be written. */
+#include "routes.h"

@@ -1,0 +1,2 @@
+/* projects.c — to be written. */
+#include "projects.h"
