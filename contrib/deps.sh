@@ -1,11 +1,15 @@
 #!/bin/sh
-# Install the Debian packages this project builds, runs and tests with.
+# Install the Debian packages this project builds and runs with; with --test
+# also what only the test suite needs (lighttpd, spawn-fcgi, headless Chromium).
 # Installs only what is missing; safe to run again. Needs root.
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libfcgi-dev libsqlite3-dev sqlite3 libcjson-dev libmagic-dev libssl-dev
       libcurl4-openssl-dev libzip-dev
-      nginx-light spawn-fcgi lighttpd curl python3 perl"
+      nginx-light curl python3 perl"
+if [ "${1:-}" = "--test" ]; then
+    PKGS="$PKGS spawn-fcgi lighttpd chromium"
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

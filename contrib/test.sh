@@ -9,7 +9,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-sh contrib/deps.sh
+sh contrib/deps.sh --test
 
 builddir=build-test
 configure_flags="--enable-werror"

@@ -3,6 +3,9 @@
 # development: installs what is missing (Debian, as root), builds the server
 # in build-dev/, and runs it behind nginx on http://127.0.0.1:8080/ with
 # everything (config, data, logs, sockets) in run/ at the top of the source tree.
+# The landing page (contrib/www) is served at /, and a stand-in identity
+# provider with demo users (contrib/idp/s4s-idp.py) runs on 127.0.0.1:9100, so
+# "Log in" on http://127.0.0.1:8080/ works at once.
 #
 #   contrib/up.sh           start (or restart, if it is already running)
 #   contrib/up.sh stop      stop gracefully (requests in progress finish)
@@ -10,7 +13,8 @@
 #
 # run/s4s.conf and run/nginx.conf are rewritten at every start. Put settings
 # of your own (KEY=VALUE, e.g. a real identity provider's OAUTH_*) in
-# run/s4s.local.conf: it is appended, so its values win.
+# run/s4s.local.conf: it is appended, so its values win; when it sets
+# OAUTH_AUTHORIZE_URL the stand-in provider is not started.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,19 +99,131 @@ logtail() {
 
 # ======================================================================
 # >>> EXTRAS: the stand-in identity provider and the landing page.
-# A later change fills these in; everything else calls them at the right
-# moment. extras_config appends KEY=VALUE lines to run/s4s.conf (e.g.
-# OAUTH_* pointing at the stand-in provider); extras_nginx prints extra
-# nginx "location" blocks for the server on 127.0.0.1:8080; extras_start
-# starts helper processes (after the server and nginx are up); extras_stop
-# stops them; extras_status reports on them; extras_urls prints lines for the
-# summary after a start.
-extras_config() { :; }
+# extras_config appends KEY=VALUE lines to run/s4s.conf; extras_nginx prints
+# extra nginx "location" blocks (the landing page in contrib/www is already
+# served at / by write_nginx); extras_check runs before anything starts;
+# extras_start starts helper processes (after the server and nginx are up);
+# extras_stop stops them; extras_status reports on them; extras_urls prints
+# lines for the summary after a start.
+#
+# The stand-in provider (contrib/idp/s4s-idp.py) runs on 127.0.0.1:9100 with
+# demo users, unless run/s4s.local.conf names a real provider
+# (OAUTH_AUTHORIZE_URL=...): then it is not started.
+idp_port=9100
+idp_url=http://127.0.0.1:$idp_port
+idp_client_id="s4s-dev"
+idp_client_secret="s4s-dev-secret"
+
+# A real provider configured in run/s4s.local.conf replaces the stand-in.
+idp_wanted() {
+    ! grep -q '^[[:space:]]*OAUTH_AUTHORIZE_URL[[:space:]]*=' "$run/s4s.local.conf" 2>/dev/null
+}
+
+# idp_pid: the stand-in provider's pid if run/idp.pid names a live one.
+idp_pid() {
+    pid=$(pid_of "$run/idp.pid" python3) || return 1
+    # pid_of knows it is python3; make sure it is this script.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 's4s-idp\.py' || return 1
+    echo "$pid"
+}
+
+# The SECRET_KEY, made once and kept in run/ so that sessions survive restarts.
+secret_key() {
+    if [ ! -s "$run/secret_key" ]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$run/secret_key.tmp") &&
+            mv "$run/secret_key.tmp" "$run/secret_key"
+    fi
+    cat "$run/secret_key"
+}
+
+extras_config() {
+    echo "SECRET_KEY=$(secret_key)"
+    idp_wanted || return 0
+    echo "# The stand-in identity provider started by up.sh (contrib/idp/s4s-idp.py)"
+    echo "OAUTH_CLIENT_ID=$idp_client_id"
+    echo "OAUTH_CLIENT_SECRET=$idp_client_secret"
+    echo "OAUTH_AUTHORIZE_URL=$idp_url/authorize"
+    echo "OAUTH_TOKEN_URL=$idp_url/token"
+    echo "OAUTH_USERINFO_URL=$idp_url/userinfo"
+    echo "OAUTH_REDIRECT_URI=$url/backend/authorize"
+    echo "ROLE_TEACHER=lehrer"
+    echo "ROLE_ADMIN=admins"
+}
+
 extras_nginx() { :; }
-extras_start() { :; }
-extras_stop() { :; }
-extras_status() { :; }
-extras_urls() { :; }
+
+extras_check() {
+    # A provider left over from a start whose server has since died.
+    if pid=$(idp_pid); then
+        extras_stop
+    fi
+    idp_wanted || return 0
+    rc=0
+    curl -s -o /dev/null --max-time 2 "$idp_url/" || rc=$?
+    [ "$rc" = 7 ] || die "something else is using port $idp_port, which the stand-in identity provider needs (curl -v $idp_url/ shows what)"
+}
+
+extras_start() {
+    idp_wanted || return 0
+    m_idp=$(size "$run/idp.log")
+    say "starting the stand-in identity provider on $idp_url/"
+    nohup python3 "$top/contrib/idp/s4s-idp.py" --port "$idp_port" \
+        --client-id "$idp_client_id" --client-secret "$idp_client_secret" \
+        </dev/null >>"$run/idp.log" 2>&1 &
+    idp_started=$!
+    echo "$idp_started" >"$run/idp.pid"
+    deadline=$(($(date +%s) + 10))
+    until curl -fsS -o /dev/null --max-time 2 "$idp_url/_control" 2>/dev/null; do
+        # (Not idp_pid: until nohup has exec'd python3 the process has another name.)
+        if ! alive "$idp_started" || [ "$(date +%s)" -ge "$deadline" ]; then
+            show_new "$run/idp.log" "$m_idp" 15
+            (stop) >/dev/null 2>&1 || true
+            die "the stand-in identity provider did not start (see $run/idp.log)"
+        fi
+        sleep 0.2
+    done
+}
+
+extras_stop() {
+    # idp_started: the one this very run started, maybe not yet exec'd.
+    if pid=$(idp_pid) || { [ -n "${idp_started:-}" ] && alive "$idp_started" && pid=$idp_started; }; then
+        say "stopping the stand-in identity provider (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        waited=0
+        while alive "$pid"; do
+            if [ "$waited" -ge 50 ]; then
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+    fi
+    rm -f "$run/idp.pid"
+}
+
+extras_status() {
+    if ! idp_wanted; then
+        echo "idp:      not used (run/s4s.local.conf names a provider)"
+    elif pid=$(idp_pid); then
+        echo "idp:      stand-in provider running (pid $pid) on $idp_url/, log $run/idp.log"
+    else
+        echo "idp:      stand-in provider not running"
+        rc=3
+    fi
+}
+
+extras_urls() {
+    if idp_wanted; then
+        cat <<EOF
+  log in:    open $url/ in a browser, click "Log in" and pick a demo user:
+             anna, ben (Klasse 7a), clara (Klasse 7b), lehmann (teacher), admin
+  provider:  stand-in identity provider on $idp_url/  (log: $run/idp.log)
+EOF
+    else
+        echo "  log in:    open $url/ in a browser and click \"Log in\""
+    fi
+}
 # <<< EXTRAS
 # ======================================================================
 
@@ -196,6 +312,15 @@ http {
         location /_s4s_blobs/ {
             internal;
             alias $run/data/blobs/;
+            # nginx keeps only a few of the server's headers after X-Accel-Redirect: restore them.
+            etag off;  # the server's ETag (version or MD5) is the one clients revalidate with
+            if_modified_since off;  # blob files' mtimes say nothing about a project URL's version
+            add_header ETag \$upstream_http_etag;
+            add_header Content-Security-Policy \$upstream_http_content_security_policy;
+            add_header X-Content-Type-Options nosniff;
+            add_header Access-Control-Allow-Origin \$upstream_http_access_control_allow_origin;
+            add_header Access-Control-Allow-Credentials \$upstream_http_access_control_allow_credentials;
+            add_header Vary \$upstream_http_vary;
         }
         # A worker killed mid-request (REQUEST_TIMEOUT) or no server running: JSON, not HTML.
         error_page 502 504 @unavailable;
@@ -264,6 +389,7 @@ start() {
     rc=0
     curl -s -o /dev/null --max-time 2 "$url/" || rc=$?
     [ "$rc" = 7 ] || die "something else is using port $port (curl -v $url/ shows what)"
+    extras_check
     write_config
     write_nginx
     # Check both configurations before starting anything.
@@ -341,6 +467,6 @@ case ${1:-start} in
 start | restart) start ;;
 stop) stop ;;
 status) status ;;
--h | --help | help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) echo "usage: contrib/up.sh [start | stop | status]" >&2; exit 2 ;;
 esac

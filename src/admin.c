@@ -1,30 +1,29 @@
 /*
- * admin.c — s4s-admin, the operator tool: main(), option parsing and the
- * command table. Each command is one function that gets the loaded
- * configuration and its own arguments and returns the exit status
- * (0 ok, 1 failure, 2 usage). Today: migrate. Later commands (backup, check,
- * gc, import, stats) are one row in the table and one function.
+ * admin.c — s4s-admin, the operator tool: main(), option parsing, the
+ * command table, and what every command shares (admin.h): opening the
+ * configured database and blob store, the admin lock. Each command is one
+ * function that gets the loaded configuration and its own arguments and
+ * returns the exit status (0 ok, 1 failure, 2 usage); migrate is here, the
+ * others have a module each (backup.c, check.c, gc.c, import.c, stats.c).
  */
+#include "admin.h"
+#include "blobstore.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
-
-struct admin {
-    const char *config_path; /* -c, else $S4S_CONFIG, else NULL (environment only) */
-    struct config cfg;
-};
 
 struct command {
     const char *name;
@@ -38,6 +37,21 @@ static int cmd_migrate(struct admin *a, int argc, char **argv);
 static const struct command commands[] = {
     {"migrate", cmd_migrate, "[--status]",
      "apply pending schema migrations; --status lists each and whether it is applied"},
+    {"backup", cmd_backup, "[--copy] DIR",
+     "online, consistent copy of the database and every blob it references into DIR\n"
+     "      (a new or empty directory), with a manifest; --copy: never hard-link blobs"},
+    {"restore", cmd_restore, "[--force] DIR",
+     "restore a backup into DATA_DIR, which must be empty unless --force (stop the server first)"},
+    {"check", cmd_check, "[--json]",
+     "verify every blob's SHA-256, every reference, the database's integrity;\n"
+     "      list orphans and temp leftovers; exit 0 only when all is well"},
+    {"gc", cmd_gc, "[--dry-run] [--verbose] [--grace SECONDS] [--retention SECONDS]",
+     "remove unreferenced blobs and temp files older than the grace period (default 1d),\n"
+     "      projects deleted longer ago than the retention (default 30d), expired sessions"},
+    {"import", cmd_import, "PATH",
+     "adopt a Python Scratch4School deployment: PATH is its main.db or the directory\n"
+     "      holding main.db and uploads/ (files are copied, the originals stay)"},
+    {"stats", cmd_stats, "[--json]", "counts of users, groups, projects, assets, sessions; sizes"},
 };
 
 static void usage(FILE *f)
@@ -51,33 +65,49 @@ static void usage(FILE *f)
         fprintf(f, "  %s %s\n      %s\n", commands[i].name, commands[i].usage, commands[i].help);
 }
 
-static int command_usage(const struct command *c)
+int admin_usage(const char *name)
 {
-    fprintf(stderr, "usage: s4s-admin [-c FILE] %s %s\n", c->name, c->usage);
+    for (size_t i = 0; i < ARRAY_LEN(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            fprintf(stderr, "usage: s4s-admin [-c FILE] %s %s\n", name, commands[i].usage);
     return EXIT_USAGE;
 }
 
-/*
- * Open the configured database the way the server does, creating DATA_DIR
- * first so a fresh installation can be migrated before the first start.
- */
-static int open_database(struct admin *a, struct db **out)
+char *admin_database_path(struct admin *a)
 {
-    char err[512];
     const char *uri = a->cfg.database_uri;
 
     if (uri && (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)) {
         fprintf(stderr, "s4s-admin: DATABASE_URI: PostgreSQL is not supported yet\n");
-        return -1;
+        return NULL;
     }
     char *path = cfg_sqlite_path(&a->cfg);
-    if (!path) {
+    if (!path)
         fprintf(stderr, "s4s-admin: DATABASE_URI '%s' does not name an SQLite file\n",
                 uri ? uri : "");
+    return path;
+}
+
+/*
+ * Open the configured database the way the server does. With create,
+ * DATA_DIR is made first so a fresh installation can be migrated before the
+ * first start; without it a missing file is reported instead of created.
+ */
+int admin_open_database(struct admin *a, bool create, struct db **out)
+{
+    char err[512];
+    struct stat st;
+
+    char *path = admin_database_path(a);
+    if (!path)
+        return -1;
+    if (create && mkdir_p(a->cfg.data_dir, 0750) < 0) {
+        fprintf(stderr, "s4s-admin: creating DATA_DIR %s: %s\n", a->cfg.data_dir, strerror(errno));
+        free(path);
         return -1;
     }
-    if (mkdir_p(a->cfg.data_dir, 0750) < 0) {
-        fprintf(stderr, "s4s-admin: creating DATA_DIR %s: %s\n", a->cfg.data_dir, strerror(errno));
+    if (!create && stat(path, &st) < 0) {
+        fprintf(stderr, "s4s-admin: database %s: %s\n", path, strerror(errno));
         free(path);
         return -1;
     }
@@ -93,6 +123,82 @@ static int open_database(struct admin *a, struct db **out)
     }
     free(path);
     return 0;
+}
+
+static void count_pending(const char *name, bool applied, const char *applied_at, void *ctx)
+{
+    (void)name;
+    (void)applied_at;
+    if (!applied)
+        (*(int *)ctx)++;
+}
+
+int admin_require_migrated(struct db *db)
+{
+    int pending = 0;
+    if (db_migration_status(db, count_pending, &pending) != DB_OK) {
+        fprintf(stderr, "s4s-admin: cannot read the migration status\n");
+        return -1;
+    }
+    if (pending) {
+        fprintf(stderr,
+                "s4s-admin: the database lacks %d migration(s): run 's4s-admin migrate' "
+                "(or start the server) first\n",
+                pending);
+        return -1;
+    }
+    return 0;
+}
+
+int admin_open_blobs(struct admin *a, struct blobstore *bs)
+{
+    if (blob_store_open(bs, a->cfg.data_dir) < 0) {
+        fprintf(stderr, "s4s-admin: blob store in %s: %s\n", a->cfg.data_dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int admin_lock(struct admin *a, bool exclusive)
+{
+    if (mkdir_p(a->cfg.data_dir, 0750) < 0) {
+        fprintf(stderr, "s4s-admin: creating DATA_DIR %s: %s\n", a->cfg.data_dir, strerror(errno));
+        return -1;
+    }
+    char *path = xasprintf("%s/%s", a->cfg.data_dir, ADMIN_LOCK_NAME);
+    /* Read-only and world-readable: flock needs no more, and a lock file left by
+     * root must not keep the server's user out. It holds nothing. */
+    int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "s4s-admin: %s: %s\n", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    int op = exclusive ? LOCK_EX : LOCK_SH;
+    if (flock(fd, op | LOCK_NB) < 0) {
+        if (errno != EWOULDBLOCK) {
+            fprintf(stderr, "s4s-admin: locking %s: %s\n", path, strerror(errno));
+            goto fail;
+        }
+        fprintf(stderr, "s4s-admin: waiting for another s4s-admin command (%s) to finish\n", path);
+        while (flock(fd, op) < 0) {
+            if (errno != EINTR) {
+                fprintf(stderr, "s4s-admin: locking %s: %s\n", path, strerror(errno));
+                goto fail;
+            }
+        }
+    }
+    free(path);
+    return fd;
+fail:
+    close(fd);
+    free(path);
+    return -1;
+}
+
+bool admin_parse_seconds(const char *s, long *out)
+{
+    return cfg_parse_duration(s, out);
 }
 
 /* ---- migrate ---------------------------------------------------------------- */
@@ -152,11 +258,11 @@ static int cmd_migrate(struct admin *a, int argc, char **argv)
         if (strcmp(argv[i], "--status") == 0)
             status = true;
         else
-            return command_usage(&commands[0]);
+            return admin_usage(argv[0]);
     }
 
     struct db *db;
-    if (open_database(a, &db) < 0)
+    if (admin_open_database(a, true, &db) < 0)
         return EXIT_FAIL;
 
     int ret;

@@ -254,7 +254,11 @@ int blob_writer_commit(struct blobstore *bs, struct blob_writer *w)
         goto fail;
     }
 
-    if (link(w->tmp_path, path) < 0) {
+    /* A few tries: `s4s-admin gc` may move an old unreferenced blob aside between
+     * our link() seeing EEXIST and our touching it; then the name is free again. */
+    for (int attempt = 0;; attempt++) {
+        if (link(w->tmp_path, path) == 0)
+            break;
         if (errno != EEXIST) {
             err = errno;
             log_warn("link %s to %s", w->tmp_path, path);
@@ -265,6 +269,8 @@ int blob_writer_commit(struct blobstore *bs, struct blob_writer *w)
          * means the store is damaged; say so rather than point at it. */
         struct stat st;
         if (stat(path, &st) < 0) {
+            if (errno == ENOENT && attempt < 3)
+                continue;
             log_warn("stat %s", path);
             goto fail;
         }
@@ -274,6 +280,18 @@ int blob_writer_commit(struct blobstore *bs, struct blob_writer *w)
             errno = EIO;
             goto fail;
         }
+        /* Refresh its mtime: gc removes unreferenced blobs only past a grace
+         * period counted from mtime (and re-checks it just before removing), so
+         * an old orphan this upload is about to reference again survives until
+         * our transaction commits. */
+        if (utimensat(AT_FDCWD, path, NULL, 0) == 0)
+            break;
+        if (errno == ENOENT && attempt < 3)
+            continue;
+        err = errno;
+        log_warn("touching %s", path);
+        rc = blob_errno_status(err);
+        goto fail;
     }
     /* Also when the blob was there: its writer may not have fsync'd the directory yet. */
     if (fsync_dir(dir) < 0) {

@@ -22,6 +22,7 @@ enum db_rc {
     DB_BUSY,       /* lock or snapshot conflict: retry the whole transaction */
     DB_CONSTRAINT, /* a uniqueness / foreign-key constraint failed */
     DB_ERROR,      /* anything else: logged by the driver */
+    DB_FULL,       /* the disk is full (SQLITE_FULL): the caller answers 507 */
 };
 
 struct db_options {

@@ -81,6 +81,8 @@ static int map_rc(int rc)
         return DB_BUSY;
     case SQLITE_CONSTRAINT:
         return DB_CONSTRAINT;
+    case SQLITE_FULL: /* ENOSPC writing the database or its WAL */
+        return DB_FULL;
     default:
         return DB_ERROR;
     }

@@ -222,7 +222,7 @@ void h_logout(struct request *r)
     sess_hash_token(token, hash);
     int rc = db_transaction(r->srv->db, true, logout_tx, hash);
     if (rc != DB_OK) {
-        resp_err(r, rc == DB_BUSY ? ERR_BUSY : ERR_INTERNAL, NULL);
+        resp_db_err(r, rc);
         return;
     }
     cJSON *o = cJSON_CreateObject();

@@ -68,20 +68,28 @@ int log_reopen(void)
     return log_open_file(log_path);
 }
 
+/* "2026-11-28T09:15:02.123Z" into out (>= 32 bytes). */
+static void log_stamp(char *out, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    char base[24];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%.19s.%03dZ", base, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
 __attribute__((format(printf, 3, 0))) static void emit(int level, int errnum, const char *fmt,
                                                        va_list ap)
 {
     if (level > log_level)
         return;
     char msg[2048];
-    char stamp[40];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(msg, sizeof msg, "%s.%03ldZ %s[%d] %s: ", stamp, ts.tv_nsec / 1000000,
-                     log_role, (int)getpid(), level_names[level]);
+    char stamp[32];
+    log_stamp(stamp, sizeof stamp);
+    int n = snprintf(msg, sizeof msg, "%s %s[%d] %s: ", stamp, log_role, (int)getpid(),
+                     level_names[level]);
     if (n < 0 || (size_t)n >= sizeof msg)
         return;
     int m = vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
@@ -142,17 +150,12 @@ void log_access(const char *method, const char *path, int status, unsigned long 
                 long long duration_us, const char *user_id)
 {
     char line[1024];
-    char stamp[40];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-    /* %.200s: the path is client input; a line stays one bounded line. */
-    int n = snprintf(line, sizeof line, "%s.%03ldZ access[%d] %s %.300s %d %llu %lld.%03lldms %s\n",
-                     stamp, ts.tv_nsec / 1000000, (int)getpid(), method ? method : "-",
-                     path ? path : "-", status, bytes, duration_us / 1000, duration_us % 1000,
-                     user_id && *user_id ? user_id : "-");
+    char stamp[32];
+    log_stamp(stamp, sizeof stamp);
+    /* %.300s: the path is client input; a line stays one bounded line. */
+    int n = snprintf(line, sizeof line, "%s access[%d] %s %.300s %d %llu %lld.%03lldms %s\n", stamp,
+                     (int)getpid(), method ? method : "-", path ? path : "-", status, bytes,
+                     duration_us / 1000, duration_us % 1000, user_id && *user_id ? user_id : "-");
     if (n <= 0)
         return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;

@@ -204,12 +204,19 @@ static int mp_emit(struct mp_parser *p, const char *data, size_t len)
  * Scan preamble or body bytes for the delimiter. Body bytes go to part_data
  * in runs; preamble bytes are dropped. Returns how many bytes were consumed
  * (all, or up to and including a complete delimiter).
+ *
+ * A CR that turns out not to start the delimiter stays inside the current
+ * run, so a body gets one part_data call per input chunk rather than one
+ * per CR (binary data holds a CR every 256 bytes on average, and each call
+ * is a write(2) of the upload's temp file). Only a partial match carried
+ * over from an earlier call is re-sent from p->delim.
  */
 static size_t mp_scan(struct mp_parser *p, const char *data, size_t len)
 {
     bool deliver = p->state == MPS_BODY;
     const char *s = data, *end = data + len;
-    const char *run = s; /* start of body bytes not yet delivered */
+    const char *run = s;     /* start of body bytes not yet delivered */
+    const char *held = NULL; /* start of a partial match begun in this call */
 
     while (s < end) {
         if (p->match == 0) {
@@ -218,18 +225,21 @@ static size_t mp_scan(struct mp_parser *p, const char *data, size_t len)
                 s = end;
                 break;
             }
-            if (deliver && mp_emit(p, run, (size_t)(cr - run)) != MP_OK)
-                return len;
+            held = cr;
             p->match = 1;
-            s = run = cr + 1;
+            s = cr + 1;
             continue;
         }
         if (*s == p->delim[p->match]) {
             p->match++;
-            s = run = s + 1;
+            s++;
             if (p->match == p->delim_len) {
                 p->match = 0;
                 p->seen_delim = true;
+                /* The body ends where the delimiter began (earlier calls
+                 * delivered everything before a match carried over). */
+                if (deliver && held && mp_emit(p, run, (size_t)(held - run)) != MP_OK)
+                    return len;
                 if (deliver && p->cb.part_end && p->cb.part_end(p->ctx) != 0) {
                     mp_fail(p, MP_ERR_CALLBACK);
                     return len;
@@ -239,14 +249,21 @@ static size_t mp_scan(struct mp_parser *p, const char *data, size_t len)
             }
             continue;
         }
-        /* Not a delimiter after all: the held-back bytes were data. Look at *s again. */
-        if (deliver && mp_emit(p, p->delim, p->match) != MP_OK)
-            return len;
+        /* Not a delimiter after all: the held-back bytes were data. Bytes held
+         * in this call are already part of the run; a match carried over from
+         * an earlier call is re-sent from the delimiter. Look at *s again. */
+        if (!held) {
+            if (deliver && mp_emit(p, p->delim, p->match) != MP_OK)
+                return len;
+            run = s;
+        }
+        held = NULL;
         p->match = 0;
-        run = s;
     }
+    /* A partial match at the end is held back: re-sent if it fails later. */
+    const char *stop = p->match == 0 ? s : held ? held : run;
     if (deliver)
-        mp_emit(p, run, (size_t)(s - run));
+        mp_emit(p, run, (size_t)(stop - run));
     return len;
 }
 

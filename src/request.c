@@ -131,16 +131,19 @@ char *req_body_all(struct request *r, size_t max, size_t *len, bool *too_large)
         *too_large = true;
         return NULL;
     }
-    size_t cap = r->content_length > 0 ? (size_t)r->content_length : 1024;
-    if (cap > max)
-        cap = max;
+    /* With a Content-Length the buffer is allocated once at its size; without
+     * one it grows by doubling up to max. */
+    size_t cap = r->content_length >= 0 ? (size_t)r->content_length : (max < 4096 ? max : 4096);
     char *buf = arena_alloc(r->arena, cap + 1);
     size_t used = 0;
     for (;;) {
         if (used == cap) {
-            if (cap >= max) {
+            if (r->content_length >= 0 || cap >= max) {
                 char probe;
-                if (req_body_read(r, &probe, 1) > 0) {
+                ssize_t n = req_body_read(r, &probe, 1);
+                if (n < 0)
+                    return NULL;
+                if (n > 0) {
                     *too_large = true;
                     return NULL;
                 }

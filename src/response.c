@@ -5,6 +5,7 @@
  */
 #include "response.h"
 #include "blobstore.h"
+#include "db.h"
 #include "log.h"
 #include "util.h"
 
@@ -132,6 +133,11 @@ void resp_error(struct request *r, int status, const char *msg)
 void resp_err(struct request *r, enum s4s_err err, const char *msg)
 {
     resp_error(r, err_table[err].status, msg ? msg : err_table[err].message);
+}
+
+void resp_db_err(struct request *r, int db_rc)
+{
+    resp_err(r, db_rc == DB_BUSY ? ERR_BUSY : db_rc == DB_FULL ? ERR_NO_SPACE : ERR_INTERNAL, NULL);
 }
 
 void resp_empty(struct request *r, int status)

@@ -49,6 +49,10 @@ void resp_blob(struct request *r, const char *sha256_hex, const char *content_ty
 
 int s4s_err_status(enum s4s_err err);
 
+/* A failed database call (db.h code) as its answer: DB_BUSY → 503 with
+ * Retry-After, DB_FULL → 507, anything else → 500. */
+void resp_db_err(struct request *r, int db_rc);
+
 /* Set ETag: "<tag>" and, when the request's If-None-Match names it (or is
  * "*"), answer 304 and return true: the handler is done. */
 bool resp_etag(struct request *r, const char *tag);

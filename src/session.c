@@ -18,6 +18,10 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <string.h>
+#include <unistd.h>
+
+#define RENEW_WAIT_TRIES 20 /* x RENEW_WAIT_US: at most 0.5 s */
+#define RENEW_WAIT_US 25000
 
 const char *sess_token_from_request(struct request *r)
 {
@@ -317,13 +321,23 @@ int sess_lookup(struct request *r, const char *token, struct session *out)
     if (!still_valid(&row, now)) {
         if (!row.refresh_sealed)
             return SESS_EXPIRED;
+        const char *used = row.refresh_sealed;
         renew(r, hash, &row);
-        found = read_session(r, hash, &row);
-        if (found <= 0)
-            return found < 0 ? SESS_UNAVAILABLE : SESS_INVALID;
-        now = epoch_us_now();
-        if (!still_valid(&row, now))
-            return SESS_EXPIRED;
+        /* Our refresh may have lost to another worker's: the provider spent
+         * the token, but the winner has not committed yet. While the row
+         * still holds the token we used, wait for that commit (bounded). */
+        for (int tries = 0;; tries++) {
+            found = read_session(r, hash, &row);
+            if (found <= 0)
+                return found < 0 ? SESS_UNAVAILABLE : SESS_INVALID;
+            now = epoch_us_now();
+            if (still_valid(&row, now))
+                break;
+            if (tries >= RENEW_WAIT_TRIES || !row.refresh_sealed ||
+                strcmp(row.refresh_sealed, used) != 0)
+                return SESS_EXPIRED;
+            usleep(RENEW_WAIT_US);
+        }
     }
     touch(r, hash, &row, now);
     *out = row.s;

@@ -173,6 +173,11 @@ static void open_resources(struct server *srv, struct config *cfg, struct scoreb
         log_errx("worker: libmagic: %s", mg ? magic_error(mg) : "magic_open failed");
         exit(WORKER_EXIT_STARTUP);
     }
+    /* libmagic reads up to 7 MiB of a file by default; every type we check is
+     * decided in the first bytes, so bound a worker's peak memory. */
+    size_t magic_bytes = 1024 * 1024;
+    if (magic_setparam(mg, MAGIC_PARAM_BYTES_MAX, &magic_bytes) != 0)
+        log_warnx("worker: libmagic: cannot bound bytes read: %s", magic_error(mg));
     srv->magic = mg;
     srv->cors_origin = cfg->cors ? origin_of(cfg->frontend_url) : NULL;
 }
@@ -222,6 +227,12 @@ void worker_main(struct config *cfg, struct listener *l, struct scoreboard *sb, 
                  int generation)
 {
     log_set_role("worker");
+    /* FCGX_Init installs its own SIGTERM/SIGPIPE handlers where they are default;
+     * run it first so setup_signals has the last word (TERM must kill at once). */
+    if (FCGX_Init() != 0) {
+        log_errx("worker: FCGX_Init failed");
+        exit(WORKER_EXIT_STARTUP);
+    }
     setup_signals();
     test_routes_enabled = getenv("S4S_TEST_ROUTES") && strcmp(getenv("S4S_TEST_ROUTES"), "1") == 0;
     struct sb_slot *slot = &sb->slots[slot_index];
@@ -242,10 +253,6 @@ void worker_main(struct config *cfg, struct listener *l, struct scoreboard *sb, 
     srv.listen_is_unix = l->is_unix;
     (void)generation;
 
-    if (FCGX_Init() != 0) {
-        log_errx("worker: FCGX_Init failed");
-        exit(WORKER_EXIT_STARTUP);
-    }
     FCGX_Request fcgx;
     if (FCGX_InitRequest(&fcgx, l->fd, 0) != 0) {
         log_errx("worker: FCGX_InitRequest failed");

@@ -61,6 +61,7 @@ for sig, name in ((signal.SIGTERM, "TERM"), (signal.SIGINT, "INT")):
         t0 = time.time()
         s.signal(sig)
         t.ok(all_gone(pids, 2.0), "SIG%s: every process gone within 2 s (%.2f s)" % (name, time.time() - t0))
+        t.ok("ignored TERM" not in s.log_text(), "SIG%s: workers die on TERM without escalation to KILL" % name)
 
 # -t: configuration check.
 with Stack(workers=1) as s:

@@ -7,16 +7,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from s4s import Stack, Tap, multipart, parallel, sha256  # noqa: E402
+from s4s import Stack, Tap, files_in, multipart, parallel, sha256  # noqa: E402
 
 t = Tap()
-
-
-def files_in(d):
-    out = []
-    for root, _, names in os.walk(d):
-        out += [os.path.join(root, n) for n in names]
-    return sorted(out)
 
 
 with Stack(workers=2) as s:

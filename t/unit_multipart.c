@@ -970,6 +970,61 @@ static void test_upload(void)
     t_rm_rf(dir);
 }
 
+/* ---- part_data runs (bench: one write(2) per CR made uploads slow) ---- */
+
+static size_t t_runs;
+static int t_count_begin(void *ctx, const struct mp_part_info *info)
+{
+    (void)ctx;
+    (void)info;
+    return 0;
+}
+static int t_count_data(void *ctx, const char *data, size_t len)
+{
+    (void)ctx;
+    (void)data;
+    (void)len;
+    t_runs++;
+    return 0;
+}
+
+static void test_data_runs(void)
+{
+    static const struct mp_callbacks cb = {t_count_begin, t_count_data, NULL};
+    static const char head[] = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n";
+    static const char tail[] = "\r\n--b--\r\n";
+    char body[sizeof head - 1 + 4096 + sizeof tail - 1];
+    size_t n = 0;
+    memcpy(body, head, sizeof head - 1);
+    n += sizeof head - 1;
+    for (int i = 0; i < 4096; i++) /* a CR, or CRLF and a dash, every few bytes */
+        body[n++] = i % 7 == 0 ? '\r' : i % 7 == 1 ? '\n' : i % 7 == 2 ? '-' : (char)('a' + i % 26);
+    memcpy(body + n, tail, sizeof tail - 1);
+    n += sizeof tail - 1;
+
+    struct mp_parser *p = mp_new("b", &cb, NULL);
+    t_runs = 0;
+    int rc = mp_feed(p, body, n);
+    if (rc == MP_OK)
+        rc = mp_finish(p);
+    is_int(rc, MP_OK, "a body with 586 near-delimiters parses");
+    is_int((int)t_runs, 1, "in one piece it is delivered in one part_data call");
+    mp_free(p);
+
+    /* Cut inside a near-delimiter: the held-back bytes go out once more. */
+    size_t cut = sizeof head - 1 + 7 * 100 + 2; /* after "\r\n" of a "\r\n-" */
+    p = mp_new("b", &cb, NULL);
+    t_runs = 0;
+    rc = mp_feed(p, body, cut);
+    if (rc == MP_OK)
+        rc = mp_feed(p, body + cut, n - cut);
+    if (rc == MP_OK)
+        rc = mp_finish(p);
+    is_int(rc, MP_OK, "the same body cut inside a near-delimiter parses");
+    is_int((int)t_runs, 3, "in two pieces: a run, the re-sent partial match, a run");
+    mp_free(p);
+}
+
 int main(void)
 {
     test_normal();
@@ -980,5 +1035,6 @@ int main(void)
     test_bodies();
     test_boundary();
     test_upload();
+    test_data_runs();
     return tap_done();
 }

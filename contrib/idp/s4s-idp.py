@@ -251,6 +251,8 @@ def main():
     ap.add_argument("--token-ttl", type=int, default=3600, help="expires_in of issued access tokens")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
+    # Simultaneous logins: the default backlog of 5 drops connections (clients retry after 1 s).
+    ThreadingHTTPServer.request_queue_size = 128
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.state = State(args)

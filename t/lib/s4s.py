@@ -125,6 +125,14 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def files_in(d):
+    """Every file below d, sorted (to compare blob and temp directories)."""
+    out = []
+    for root, _, names in os.walk(d):
+        out += [os.path.join(root, n) for n in names]
+    return sorted(out)
+
+
 # ---------------------------------------------------------------- the stack
 NGINX_CONF = """
 {user_line}
@@ -151,6 +159,15 @@ http {{
         location /_s4s_blobs/ {{
             internal;
             alias {data}/blobs/;
+            # nginx keeps only a few of the server's headers after X-Accel-Redirect: restore them.
+            etag off;  # the server's ETag (version or MD5) is the one clients revalidate with
+            if_modified_since off;  # blob files' mtimes say nothing about a project URL's version
+            add_header ETag $upstream_http_etag;
+            add_header Content-Security-Policy $upstream_http_content_security_policy;
+            add_header X-Content-Type-Options nosniff;
+            add_header Access-Control-Allow-Origin $upstream_http_access_control_allow_origin;
+            add_header Access-Control-Allow-Credentials $upstream_http_access_control_allow_credentials;
+            add_header Vary $upstream_http_vary;
         }}
         location = /nginx-ok {{ return 200 "ok"; }}
         error_page 502 504 @unavailable;
@@ -438,3 +455,228 @@ def parallel(n, fn):
     for t in threads:
         t.join()
     return results
+
+
+# ---------------------------------------------------------------- login & sessions (t/5x tests)
+def db_rows(s, sql, args=()):
+    """Run one statement on the stack's SQLite database (committed); returns its rows."""
+    import sqlite3
+    conn = sqlite3.connect(os.path.join(s.data, "main.db"), timeout=10)
+    try:
+        with conn:
+            return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def db_value(s, sql, args=()):
+    rows = db_rows(s, sql, args)
+    return rows[0][0] if rows else None
+
+
+def login_begin(s, user, tamper=None):
+    """The browser's first two legs: /login, then the provider's consent for
+    user. Returns (the /authorize path with code and state, the oauth_state
+    cookie pair, the /login response). tamper(query dict) may alter the
+    authorize URL's parameters before the provider sees them."""
+    r = s.get("/backend/login")
+    if r.status != 302:
+        raise RuntimeError("/login answered %r" % r)
+    cookie = r.header("Set-Cookie").split(";")[0]
+    u = urllib.parse.urlsplit(r.header("Location"))
+    q = dict(urllib.parse.parse_qsl(u.query))
+    if tamper:
+        tamper(q)
+    q["login_hint"] = user
+    p = request(u.port, "GET", u.path + "?" + urllib.parse.urlencode(q))
+    if p.status != 302:
+        raise RuntimeError("provider answered %r" % p)
+    back = urllib.parse.urlsplit(p.header("Location"))
+    return back.path + "?" + back.query, cookie, r
+
+
+def redirect_query(resp):
+    """The query of a redirect's Location as a dict (session_id or error)."""
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(resp.header("Location") or "").query))
+
+
+def reload_stack(s, timeout=10):
+    """Write s.config, SIGHUP the master and wait until every worker is of the new generation."""
+    s.write_config()
+    old = set(s.worker_pids())
+    s.signal(signal.SIGHUP)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pids = set(s.worker_pids())
+        if len(pids) == s.workers and not (pids & old):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("reload did not replace the workers")
+
+
+# ---------------------------------------------------------------- assets & backpack (t/70, t/71)
+def sample_png(w=1, h=1, seed=0):
+    """A valid RGB PNG built with zlib and struct; seed varies the pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + bytes(((x * 7 + y * 13 + seed) & 0xFF) for x in range(w * 3))
+                    for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def sample_svg(tag="x"):
+    return ('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+            '<rect width="10" height="10" fill="red"/><!-- %s --></svg>' % tag).encode()
+
+
+# SOI, an APP0 JFIF segment, EOI: a JPEG start as libmagic knows it.
+SAMPLE_JPEG = bytes([0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10]) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + \
+    bytes([0xFF, 0xD9])
+SAMPLE_GIF = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+              b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+
+
+def sample_bmp():
+    """A 1x1 24-bit BMP."""
+    import struct
+    pixel_row = b"\x00\x00\xff\x00"  # one BGR pixel, padded to 4 bytes
+    return (b"BM" + struct.pack("<IHHI", 14 + 40 + len(pixel_row), 0, 0, 54) +
+            struct.pack("<IiiHHIIiiII", 40, 1, 1, 1, 24, 0, len(pixel_row), 2835, 2835, 0, 0) + pixel_row)
+
+
+def sample_wav(frames=8, seed=0):
+    import io
+    import wave
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(bytes(((i * 31 + seed) & 0xFF) for i in range(frames * 2)))
+    return buf.getvalue()
+
+
+def sample_mp3(frames=2):
+    """MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz: 417 bytes each), silent."""
+    return (b"\xff\xfb\x90\x64" + b"\x00" * 413) * frames
+
+
+def sample_ogg():
+    """The first page of an Ogg Vorbis stream (identification header)."""
+    import struct
+    ident = b"\x01vorbis" + struct.pack("<IBIiii", 0, 1, 44100, 0, 128000, 0) + b"\xb8\x01"
+    return (b"OggS\x00\x02" + b"\x00" * 8 + struct.pack("<III", 1, 0, 0) +
+            bytes([1, len(ident)]) + ident)
+
+
+def sample_zip(names=None):
+    """A sprite3-like zip: sprite.json and a costume."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in (names or {"sprite.json": b'{"name":"Sprite1","costumes":[]}',
+                                     "costume.svg": sample_svg("zip")}).items():
+            z.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+# ---------------------------------------------------------------- projects (t/60, t/61)
+def make_sb3(tag="x", files=None):
+    """A real .sb3: a zip holding project.json and an SVG costume; tag varies the
+    bytes. files replaces the members ({name: bytes})."""
+    import io
+    import zipfile
+    if files is None:
+        files = {"project.json": json.dumps({"targets": [{"isStage": True, "name": "Stage"}],
+                                             "meta": {"semver": "3.0.0", "tag": tag}}).encode(),
+                 "cd21514d0531fdffb22204e0ec5ed84a.svg": sample_svg(tag)}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def project_form(sb3=None, thumb=None, fields=None, sb3_name="project.sb3"):
+    """The multipart body the frontend sends: project_file and an optional thumbnail."""
+    files = {}
+    if sb3 is not None:
+        files["project_file"] = (sb3_name, sb3, "application/x.scratch.sb3")
+    if thumb is not None:
+        files["thumbnail"] = ("thumbnail.png", thumb, "image/png")
+    return multipart(fields or {}, files)
+
+
+def project_send(s, method, path, token, sb3=None, thumb=None, fields=None, headers=None, **kw):
+    body, ctype = project_form(sb3, thumb, fields)
+    h = {"Content-Type": ctype}
+    if token:
+        h["X-Session-ID"] = token
+    h.update(headers or {})
+    return s.req(method, path, body=body, headers=h, **kw)
+
+
+def project_row(s, pid):
+    """(version, name, sb3_sha256, thumbnail_sha256, is_published, deleted_at) straight from the database."""
+    rows = db_rows(s, "SELECT version, name, sb3_sha256, thumbnail_sha256, is_published, deleted_at "
+                      "FROM projects WHERE id = ?", (pid,))
+    return rows[0] if rows else None
+
+
+def blob_bytes(s, sha):
+    with open(os.path.join(s.data, "blobs", sha[:2], sha[2:]), "rb") as f:
+        return f.read()
+
+
+def stored_sb3(s, pid):
+    """The .sb3 bytes the database points the project at."""
+    row = project_row(s, pid)
+    return blob_bytes(s, row[2]) if row and row[2] else None
+
+
+# ---------------------------------------------------------------- s4s-admin (t/9x)
+def admin(s, *args, env=None, timeout=120):
+    """Run s4s-admin with the stack's configuration; returns (exit status, stdout, stderr)."""
+    s.write_config()
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([S4S_ADMIN, "-c", s.conf_path] + [str(a) for a in args], env=e,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def admin_json(s, *args, **kw):
+    """s4s-admin with --json: (exit status, parsed output or None, stderr)."""
+    rc, out, err = admin(s, *args, **kw)
+    try:
+        return rc, json.loads(out), err
+    except ValueError:
+        return rc, None, err + out
+
+
+def blob_path(s, sha):
+    return os.path.join(s.data, "blobs", sha[:2], sha[2:])
+
+
+def db_dump(path):
+    """Every row of every table of an SQLite file, sorted: for before/after comparisons."""
+    import sqlite3
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        out = {}
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                    "AND name NOT LIKE 'sqlite_%' ORDER BY name"):
+            out[name] = sorted(conn.execute('SELECT * FROM "%s"' % name).fetchall(), key=repr)
+        return out
+    finally:
+        conn.close()
