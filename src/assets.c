@@ -437,6 +437,7 @@ int bp_b64_decode(const char *text, bp_b64_sink sink, void *ctx)
     for (size_t off = 0; off < len;) {
         size_t n = len - off < B64_CHUNK ? len - off : B64_CHUNK;
         const unsigned char *in = (const unsigned char *)text + off;
+        // cppcheck-suppress knownConditionTrueFalse ; false positive: n >= 1 while off < len
         for (size_t i = 0; i < n; i++) {
             if (is_b64_space(in[i]))
                 continue;

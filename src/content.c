@@ -617,7 +617,7 @@ static void content_show_format(const char *format, char *out, size_t outlen)
     size_t i = 0, o = 0;
     if (!format)
         format = "";
-    for (; format[i] && i < 16 && o + 1 < outlen; i++, o++) {
+    for (; i < 16 && format[i] && o + 1 < outlen; i++, o++) {
         unsigned char c = (unsigned char)format[i];
         bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '+' || c == '-';

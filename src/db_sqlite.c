@@ -98,9 +98,8 @@ static int map_rc(int rc)
  */
 static char *uri_to_path(const char *uri)
 {
-    const char *p;
     if (strncmp(uri, "sqlite:", 7) == 0) {
-        p = uri + 7;
+        const char *p = uri + 7;
         if (strncmp(p, "//", 2) == 0) {
             if (p[2] != '/')
                 return NULL; /* sqlite://host/…: no such thing for a file */

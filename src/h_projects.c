@@ -463,7 +463,7 @@ void h_project_update(struct request *r)
         w.thumb_sha256 = u.thumb->w.sha256;
         w.thumb_type = u.thumb_type;
     }
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_write(r->srv->db, r->arena, &c, &w, &res);
     if (write_answered(r, rc, &res, MSG_NO_UPDATE))
         answer_summary(r, 200, &res.row, true);
@@ -497,7 +497,7 @@ void h_project_thumbnail_upload(struct request *r)
         goto done;
     w.thumb_sha256 = u.thumb->w.sha256;
     w.thumb_type = u.thumb_type;
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_write(r->srv->db, r->arena, &c, &w, &res);
     if (write_answered(r, rc, &res, MSG_NO_UPDATE)) {
         cJSON *o = cJSON_CreateObject();
@@ -518,7 +518,7 @@ void h_project_delete(struct request *r)
     struct proj_write w = {.op = PROJ_OP_DELETE, .id = id};
     if (!expected_version(r, NULL, &w.expected))
         return;
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_write(r->srv->db, r->arena, &c, &w, &res);
     if (!write_answered(r, rc, &res, "You do not have permission to delete this project"))
         return;
@@ -577,7 +577,7 @@ void h_project_share(struct request *r)
     if (!expected_version(r, NULL, &w.expected) || !share_body(r, &ids, &w.ngroups))
         return;
     w.group_ids = ids;
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_write(r->srv->db, r->arena, &c, &w, &res);
     if (!write_answered(r, rc, &res, forbidden))
         return;
@@ -595,7 +595,7 @@ void h_project_copy(struct request *r)
     if (!capture_id(r, &id))
         return;
     struct proj_caller c = caller_of(r);
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_copy(r->srv->db, r->arena, &c, id, &res);
     if (!write_answered(r, rc, &res, "You do not have permission to copy this project"))
         return;
@@ -798,7 +798,7 @@ void h_project_version_restore(struct request *r)
                            .retention = r->srv->cfg->version_retention};
     if (!expected_version(r, NULL, &w.expected))
         return;
-    struct proj_result res;
+    struct proj_result res = {0};
     int rc = proj_write(r->srv->db, r->arena, &c, &w, &res);
     if (!write_answered(r, rc, &res, "You do not have permission to restore this project"))
         return;

@@ -105,7 +105,6 @@ struct up_session {
 
 /* One table's outcome. */
 struct tally {
-    const char *name;
     long imported, present, skipped;
 };
 
