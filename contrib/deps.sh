@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages this project builds and runs with; with --test
-# also what only the test suite needs (lighttpd, spawn-fcgi, headless Chromium).
+# also what only the test suite needs (lighttpd, spawn-fcgi, headless Chromium,
+# clang for the fuzz targets).
 # Installs only what is missing; safe to run again. Needs root.
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
@@ -9,6 +10,7 @@ PKGS="build-essential autoconf automake libtool pkg-config
       nginx-light curl python3 perl"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS spawn-fcgi lighttpd chromium"
+    PKGS="$PKGS clang libclang-rt-14-dev" # fuzz/run.sh (libFuzzer), which CI runs
 fi
 missing=""
 for p in $PKGS; do

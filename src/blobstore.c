@@ -154,6 +154,12 @@ int blob_writer_begin(struct blobstore *bs, struct blob_writer *w, uint64_t limi
     return blob_writer_fail(w, BLOB_ERR_IO);
 }
 
+void blob_writer_skip_md5(struct blob_writer *w)
+{
+    EVP_MD_CTX_free(w->md5_ctx);
+    w->md5_ctx = NULL;
+}
+
 int blob_writer_write(struct blob_writer *w, const void *data, size_t len)
 {
     if (w->fd < 0 || w->finished) {
@@ -166,7 +172,8 @@ int blob_writer_write(struct blob_writer *w, const void *data, size_t len)
         errno = EFBIG;
         return blob_writer_fail(w, BLOB_ERR_TOO_BIG);
     }
-    if (!EVP_DigestUpdate(w->sha256_ctx, data, len) || !EVP_DigestUpdate(w->md5_ctx, data, len)) {
+    if (!EVP_DigestUpdate(w->sha256_ctx, data, len) ||
+        (w->md5_ctx && !EVP_DigestUpdate(w->md5_ctx, data, len))) {
         log_warnx("hashing failed");
         errno = EIO;
         return blob_writer_fail(w, BLOB_ERR_IO);
@@ -184,42 +191,52 @@ int blob_writer_finish(struct blob_writer *w)
 {
     unsigned char sha[EVP_MAX_MD_SIZE], md5[EVP_MAX_MD_SIZE];
     unsigned int sha_len = 0, md5_len = 0;
-    int err;
 
     if (w->fd < 0 || w->finished) {
         errno = EBADF;
         return BLOB_ERR_IO;
     }
-    if (!EVP_DigestFinal_ex(w->sha256_ctx, sha, &sha_len) ||
-        !EVP_DigestFinal_ex(w->md5_ctx, md5, &md5_len) || sha_len != 32 || md5_len != 16) {
+    if (!EVP_DigestFinal_ex(w->sha256_ctx, sha, &sha_len) || sha_len != 32 ||
+        (w->md5_ctx && (!EVP_DigestFinal_ex(w->md5_ctx, md5, &md5_len) || md5_len != 16))) {
         log_warnx("hashing failed");
         errno = EIO;
         return blob_writer_fail(w, BLOB_ERR_IO);
     }
     hex_encode(sha, sha_len, w->sha256);
-    hex_encode(md5, md5_len, w->md5);
+    if (w->md5_ctx)
+        hex_encode(md5, md5_len, w->md5);
+    else
+        w->md5[0] = '\0';
     blob_free_digests(w);
 
     /* The web server reads blobs directly (X-Accel-Redirect), so the group may read. */
     if (fchmod(w->fd, BLOB_FILE_MODE) < 0) {
-        err = errno;
+        int err = errno;
         log_warn("chmod %s", w->tmp_path);
         return blob_writer_fail(w, blob_errno_status(err));
     }
+    /* The fd stays open: commit fsyncs it before link(), unless the same bytes
+     * are stored already and the temp file is only removed. */
+    w->finished = true;
+    return BLOB_OK;
+}
+
+/* Make the finished temp file's bytes durable and close it. BLOB_OK or a status. */
+static int blob_writer_sync(struct blob_writer *w)
+{
     if (fsync(w->fd) < 0) {
-        err = errno;
+        int err = errno;
         log_warn("fsync %s", w->tmp_path);
-        return blob_writer_fail(w, blob_errno_status(err));
+        return blob_errno_status(err);
     }
     /* close() may report a deferred write error (NFS); the fd is gone either way. */
     int fd = w->fd;
     w->fd = -1;
     if (close(fd) < 0) {
-        err = errno;
+        int err = errno;
         log_warn("close %s", w->tmp_path);
-        return blob_writer_fail(w, blob_errno_status(err));
+        return blob_errno_status(err);
     }
-    w->finished = true;
     return BLOB_OK;
 }
 
@@ -255,25 +272,36 @@ int blob_writer_commit(struct blobstore *bs, struct blob_writer *w)
     }
 
     /* A few tries: `s4s-admin gc` may move an old unreferenced blob aside between
-     * our link() seeing EEXIST and our touching it; then the name is free again. */
+     * our seeing it and our touching it; then the name is free again. The same
+     * bytes stored already (a re-upload, an unchanged autosave) are only looked
+     * at: our temp file is removed, so it needs no fsync of its own. */
     for (int attempt = 0;; attempt++) {
-        if (link(w->tmp_path, path) == 0)
-            break;
-        if (errno != EEXIST) {
-            err = errno;
-            log_warn("link %s to %s", w->tmp_path, path);
-            rc = blob_errno_status(err);
+        struct stat st;
+        if (stat(path, &st) < 0) {
+            if (errno != ENOENT) {
+                log_warn("stat %s", path);
+                goto fail;
+            }
+            /* Not there: publish ours, durable before it is visible. */
+            if (w->fd >= 0 && (rc = blob_writer_sync(w)) != BLOB_OK)
+                goto fail;
+            rc = BLOB_ERR_IO;
+            if (link(w->tmp_path, path) == 0)
+                break;
+            if (errno != EEXIST) {
+                err = errno;
+                log_warn("link %s to %s", w->tmp_path, path);
+                rc = blob_errno_status(err);
+                goto fail;
+            }
+            if (attempt < 3)
+                continue; /* linked by another writer meanwhile: look at it */
+            log_warnx("blob %s keeps appearing and vanishing", path);
+            errno = EIO;
             goto fail;
         }
         /* Same name, same bytes: nothing else writes here. A size mismatch
          * means the store is damaged; say so rather than point at it. */
-        struct stat st;
-        if (stat(path, &st) < 0) {
-            if (errno == ENOENT && attempt < 3)
-                continue;
-            log_warn("stat %s", path);
-            goto fail;
-        }
         if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != w->size) {
             log_errx("blob %s exists with %lld bytes, expected %llu: store damaged", path,
                      (long long)st.st_size, (unsigned long long)w->size);
@@ -299,6 +327,10 @@ int blob_writer_commit(struct blobstore *bs, struct blob_writer *w)
         log_warn("fsync %s", dir);
         rc = blob_errno_status(err);
         goto fail;
+    }
+    if (w->fd >= 0) { /* the unsynced temp of bytes stored already: only removed */
+        close(w->fd);
+        w->fd = -1;
     }
     if (unlink(w->tmp_path) < 0)
         log_warn("removing temp file %s (gc will)", w->tmp_path);

@@ -2,7 +2,8 @@
  * blobstore.h — the content-addressed file store (DESIGN.md "Storage").
  * A blob is written to DATA_DIR/tmp (O_EXCL, 0600) while hashed (SHA-256
  * and MD5) and counted, fsync'd, then link()ed to DATA_DIR/blobs/ab/cdef…
- * (EEXIST: the same bytes are there already) and the directory fsync'd.
+ * and the directory fsync'd. When those bytes are there already, the temp
+ * file is removed instead (and not fsync'd: nothing will ever read it).
  * Blobs are never modified; nothing else writes into blobs/.
  */
 #ifndef S4S_BLOBSTORE_H
@@ -47,15 +48,18 @@ struct blob_writer {
 
 /* Start a temp file in tmp/. limit: max bytes accepted (0 = none). */
 int blob_writer_begin(struct blobstore *bs, struct blob_writer *w, uint64_t limit);
+/* Right after begin: the caller needs no MD5 (w->md5 stays ""), so none is
+ * computed. It costs twice the SHA-256 here, and only assets are named by it. */
+void blob_writer_skip_md5(struct blob_writer *w);
 int blob_writer_write(struct blob_writer *w, const void *data, size_t len);
-/* fsync the temp file and compute the digests into w->sha256 / w->md5. The temp
- * file stays, so the caller can check its content (blob_writer_tmp_path) before
- * committing. */
+/* Compute the digests into w->sha256 / w->md5 ("" after blob_writer_skip_md5). The temp file stays
+ * (its fd open), so the caller can check its content (blob_writer_tmp_path) before committing. */
 int blob_writer_finish(struct blob_writer *w);
 /* The temp file's path while there is one (finished, not committed), else NULL. */
 const char *blob_writer_tmp_path(const struct blob_writer *w);
-/* link() the finished temp file to its SHA-256 name, fsync the fan-out dir,
- * remove the temp file. After this the blob is durable. */
+/* fsync the finished temp file and link() it to its SHA-256 name, fsync the
+ * fan-out dir, remove the temp file. After this the blob is durable. When the
+ * blob exists already the temp file is only removed (no fsync of it needed). */
 int blob_writer_commit(struct blobstore *bs, struct blob_writer *w);
 /* Remove the temp file (safe to call in any state, also after commit). */
 void blob_writer_abort(struct blob_writer *w);

@@ -15,6 +15,7 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,13 @@ void h_api_status(struct request *r)
     resp_json(r, 200, o);
 }
 
+/* Compare secrets in time independent of where they differ. */
+static bool token_equal(const char *given, const char *secret)
+{
+    size_t n = strlen(secret);
+    return strlen(given) == n && CRYPTO_memcmp(given, secret, n) == 0;
+}
+
 /* Loopback, or the STATUS_TOKEN as a bearer token or ?token=. */
 static bool ops_allowed(struct request *r)
 {
@@ -39,9 +47,9 @@ static bool ops_allowed(struct request *r)
     if (token && *token) {
         const char *q = req_query(r, "token");
         const char *auth = req_param(r, "HTTP_AUTHORIZATION");
-        if (q && strcmp(q, token) == 0)
+        if (q && token_equal(q, token))
             return true;
-        if (auth && strncmp(auth, "Bearer ", 7) == 0 && strcmp(auth + 7, token) == 0)
+        if (auth && strncmp(auth, "Bearer ", 7) == 0 && token_equal(auth + 7, token))
             return true;
     }
     return req_from_loopback(r);

@@ -207,8 +207,10 @@ static bool upload_read(struct request *r, struct project_upload *u)
         return true;
     }
     const char *msg = NULL;
-    int rc = upload_parse(r->arena, &r->srv->blobs, r->content_type, req_body_read, r,
-                          r->srv->cfg->max_content_length, &u->form, &msg);
+    /* Project files and thumbnails are blobs, never assets: no MD5 needed. */
+    static const struct upload_opts opts = {.skip_md5 = true};
+    int rc = upload_parse_opts(r->arena, &r->srv->blobs, r->content_type, req_body_read, r,
+                               r->srv->cfg->max_content_length, &u->form, &msg, &opts);
     switch (rc) {
     case UP_OK:
         u->parsed = true;

@@ -228,6 +228,9 @@ static void reap(struct scoreboard *sb, bool stopping, int64_t now)
             continue;
         }
         struct child c = children[i];
+        /* "Died at start" means it never got ready to serve, not merely that it
+         * was young: a healthy worker killed from outside is not backed off. */
+        bool never_ready = __atomic_load_n(&sb->slots[i].state, __ATOMIC_ACQUIRE) == SB_STARTING;
         memset(&children[i], 0, sizeof children[i]);
         memset(&sb->slots[i], 0, sizeof sb->slots[i]);
         __atomic_store_n(&sb->slots[i].state, SB_FREE, __ATOMIC_RELEASE);
@@ -248,7 +251,9 @@ static void reap(struct scoreboard *sb, bool stopping, int64_t now)
                       c.timed_out ? " (request timeout)" : "");
         else
             log_warnx("worker %d exited with status %d", (int)pid, WEXITSTATUS(status));
-        if (!c.timed_out && now - c.started_ms < FAST_FAIL_MS) {
+        bool startup_failure =
+            (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_STARTUP) || never_ready;
+        if (!c.timed_out && startup_failure && now - c.started_ms < FAST_FAIL_MS) {
             fast_failures++;
             int64_t delay = 100LL << (fast_failures < 9 ? fast_failures : 9);
             if (delay > BACKOFF_MAX_MS)

@@ -130,11 +130,15 @@ const char *proj_share_body_parse(arena_t *a, const cJSON *body, int64_t **ids, 
     const cJSON *g;
     cJSON_ArrayForEach(g, list)
     {
-        /* Integers only (JSON numbers exact in a double), no strings or fractions. */
-        if (!cJSON_IsNumber(g) || g->valuedouble != (double)(int64_t)g->valuedouble ||
-            g->valuedouble < -9007199254740992.0 || g->valuedouble > 9007199254740992.0)
+        /* Integers only (JSON numbers exact in a double), no strings or fractions.
+         * The range first: casting a double outside int64_t's is undefined
+         * (found by fuzz/share_body.c with {"group_ids":[2e31]}). */
+        if (!cJSON_IsNumber(g))
             return "group_ids must be a list of integers";
-        (*ids)[i++] = (int64_t)g->valuedouble;
+        double d = g->valuedouble;
+        if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0) || d != (double)(int64_t)d)
+            return "group_ids must be a list of integers";
+        (*ids)[i++] = (int64_t)d;
     }
     return NULL;
 }

@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,8 +107,36 @@ void resp_bytes(struct request *r, int status, const char *content_type, const v
     put(r, data, len);
 }
 
+/*
+ * cJSON (1.7.15) prints every number with sprintf("%1.15g") and then checks
+ * it with sscanf, a few microseconds a number: most of the time of a project
+ * list. An integer below 1e15 prints as its plain decimal digits either way,
+ * so those are turned into raw JSON of the same text before printing.
+ */
+static void json_integers_raw(cJSON *item)
+{
+    for (; item; item = item->next) {
+        if (item->child)
+            json_integers_raw(item->child);
+        if (!cJSON_IsNumber(item))
+            continue;
+        double d = item->valuedouble;
+        if (!(d > -1e15 && d < 1e15) || (double)(long long)d != d || (d == 0 && signbit(d)))
+            continue;
+        char digits[24];
+        int n = snprintf(digits, sizeof digits, "%lld", (long long)d);
+        char *raw = cJSON_malloc((size_t)n + 1);
+        if (!raw)
+            continue; /* cJSON prints it itself */
+        memcpy(raw, digits, (size_t)n + 1);
+        item->type = cJSON_Raw | (item->type & ~0xFF); /* keeps cJSON_StringIsConst */
+        item->valuestring = raw;
+    }
+}
+
 void resp_json(struct request *r, int status, cJSON *obj)
 {
+    json_integers_raw(obj);
     char *text = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!text) {

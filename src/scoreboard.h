@@ -21,8 +21,10 @@ enum sb_state { SB_FREE = 0, SB_STARTING, SB_IDLE, SB_BUSY, SB_STOPPING };
 #define SB_STATUS_CODES                                                                            \
     X(200)                                                                                         \
     X(201)                                                                                         \
-    X(204) X(302) X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(411) X(413) X(415) X(422)     \
-        X(500) X(503) X(507)
+    X(204)                                                                                         \
+    X(302)                                                                                         \
+    X(304) X(400) X(401) X(403) X(404) X(405) X(409) X(411) X(413) X(415) X(422) X(500) X(503)     \
+        X(507)
 enum {
 #define X(c) SB_ST_##c,
     SB_STATUS_CODES

@@ -22,6 +22,7 @@ struct upload_ctx {
     uint64_t max_bytes;
     struct form *form;
     size_t fields_cap, files_cap;
+    bool skip_md5;
     struct form_file *cur_file; /* the file part being received, or NULL */
     const char *cur_name;       /* the text field being received */
     char *field_buf;            /* malloc'd, grows up to UPLOAD_MAX_FIELD_BYTES */
@@ -80,6 +81,8 @@ static int upload_part_begin(void *ctx, const struct mp_part_info *info)
         int rc = blob_writer_begin(u->bs, &file->w, u->max_bytes);
         if (rc != BLOB_OK)
             return upload_blob_error(u, rc);
+        if (u->skip_md5)
+            blob_writer_skip_md5(&file->w);
         u->cur_file = file;
         return 0;
     }
@@ -159,7 +162,18 @@ static void upload_mp_error(struct upload_ctx *u, int rc)
 int upload_parse(arena_t *arena, struct blobstore *bs, const char *content_type, body_reader_fn rd,
                  void *rd_ctx, uint64_t max_bytes, struct form *out, const char **errmsg)
 {
-    struct upload_ctx u = {.arena = arena, .bs = bs, .max_bytes = max_bytes, .form = out};
+    return upload_parse_opts(arena, bs, content_type, rd, rd_ctx, max_bytes, out, errmsg, NULL);
+}
+
+int upload_parse_opts(arena_t *arena, struct blobstore *bs, const char *content_type,
+                      body_reader_fn rd, void *rd_ctx, uint64_t max_bytes, struct form *out,
+                      const char **errmsg, const struct upload_opts *opts)
+{
+    struct upload_ctx u = {.arena = arena,
+                           .bs = bs,
+                           .max_bytes = max_bytes,
+                           .form = out,
+                           .skip_md5 = opts && opts->skip_md5};
     struct mp_callbacks cb = {upload_part_begin, upload_part_data, upload_part_end};
     struct mp_parser *mp = NULL;
     char *buf = NULL;

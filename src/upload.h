@@ -2,12 +2,13 @@
  * upload.h — a multipart/form-data request body turned into a struct form:
  * small text fields copied into the request arena (bounded), file parts
  * streamed into blob-store temp files while hashed, never held in memory.
- * File parts are finished (fsync'd, digests known) but not committed: the
- * handler checks their content, then commits or lets form_cleanup drop them.
+ * File parts are finished (digests known) but not committed: the handler
+ * checks their content, then commits (which fsyncs) or lets form_cleanup drop them.
  */
 #ifndef S4S_UPLOAD_H
 #define S4S_UPLOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -55,6 +56,14 @@ typedef ssize_t (*body_reader_fn)(void *ctx, char *buf, size_t len);
  */
 int upload_parse(arena_t *arena, struct blobstore *bs, const char *content_type, body_reader_fn rd,
                  void *rd_ctx, uint64_t max_bytes, struct form *out, const char **errmsg);
+
+struct upload_opts {
+    bool skip_md5; /* file parts get no MD5 (w.md5 ""): projects, whose files are not assets */
+};
+/* upload_parse with options; NULL opts is upload_parse. */
+int upload_parse_opts(arena_t *arena, struct blobstore *bs, const char *content_type,
+                      body_reader_fn rd, void *rd_ctx, uint64_t max_bytes, struct form *out,
+                      const char **errmsg, const struct upload_opts *opts);
 
 const char *form_value(const struct form *f, const char *name); /* NULL if absent */
 struct form_file *form_get_file(struct form *f, const char *name);

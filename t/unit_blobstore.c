@@ -140,10 +140,10 @@ static void test_round_trip(struct blobstore *bs)
     ok(w.tmp_path == NULL && blob_writer_tmp_path(&w) == NULL, "no temp path after commit");
     is_int(t_count_dir(bs->tmp_dir), 0, "tmp/ empty after commit");
 
-    char *path = xasprintf("%s/ba/%s", bs->blobs_dir, &SHA_ABC[2]);
-    ok(stat(path, &st) == 0 && S_ISREG(st.st_mode), "blob at blobs/ba/7816…");
+    char *path_abc = xasprintf("%s/ba/%s", bs->blobs_dir, &SHA_ABC[2]);
+    ok(stat(path_abc, &st) == 0 && S_ISREG(st.st_mode), "blob at blobs/ba/7816…");
     ok((st.st_mode & 0777) == 0640, "blob is 0640 (group: the web server)");
-    free(path);
+    ok(w.fd == -1, "commit of a new blob closed the temp file's fd");
 
     int fd;
     uint64_t size = 0;
@@ -169,10 +169,34 @@ static void test_round_trip(struct blobstore *bs)
     free(ab);
     is_int(t_count_dir(bs->tmp_dir), 0, "tmp/ empty after a duplicate");
 
+    /* Without MD5 (project files): the SHA-256 all the same, md5 empty. */
+    is_int(blob_writer_begin(bs, &w, 0), BLOB_OK, "begin without MD5");
+    blob_writer_skip_md5(&w);
+    is_int(blob_writer_write(&w, "abc", 3), BLOB_OK, "write 'abc' without MD5");
+    is_int(blob_writer_finish(&w), BLOB_OK, "finish without MD5");
+    is_str(w.sha256, SHA_ABC, "sha256 without MD5");
+    is_str(w.md5, "", "md5 left empty");
+    blob_writer_abort(&w);
+
+    /* A duplicate through the writer: the temp file (never fsync'd: it is only
+     * removed) and its fd are gone after commit, the blob untouched. */
+    is_int(blob_writer_begin(bs, &w, 0), BLOB_OK, "begin a duplicate");
+    is_int(blob_writer_write(&w, "abc", 3), BLOB_OK, "write 'abc' again");
+    is_int(blob_writer_finish(&w), BLOB_OK, "finish the duplicate");
+    int dup_fd = w.fd;
+    ok(dup_fd >= 0 && fcntl(dup_fd, F_GETFD) >= 0, "finish keeps the temp file's fd for commit");
+    is_int(blob_writer_commit(bs, &w), BLOB_OK, "commit the duplicate");
+    ok(w.fd == -1 && fcntl(dup_fd, F_GETFD) < 0, "commit of a duplicate closes the fd");
+    is_int(t_count_dir(bs->tmp_dir), 0, "tmp/ empty after the duplicate's commit");
+    got = t_slurp(path_abc, &len);
+    ok(got && len == 3 && memcmp(got, "abc", 3) == 0, "the stored blob is unchanged");
+    free(got);
+
     is_int(blob_put_buffer(bs, "", 0, sha, md5), BLOB_OK, "put an empty blob");
     is_str(sha, SHA_EMPTY, "sha256 of nothing");
     is_str(md5, MD5_EMPTY, "md5 of nothing");
     is_int(blob_put_buffer(bs, "abc", 3, NULL, NULL), BLOB_OK, "digest outputs may be NULL");
+    free(path_abc);
 }
 
 static void test_errors(struct blobstore *bs)

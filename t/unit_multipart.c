@@ -991,7 +991,8 @@ static int t_count_data(void *ctx, const char *data, size_t len)
 static void test_data_runs(void)
 {
     static const struct mp_callbacks cb = {t_count_begin, t_count_data, NULL};
-    static const char head[] = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n";
+    static const char head[] =
+        "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x\"\r\n\r\n";
     static const char tail[] = "\r\n--b--\r\n";
     char body[sizeof head - 1 + 4096 + sizeof tail - 1];
     size_t n = 0;

@@ -274,7 +274,12 @@ class Stack:
         return self
 
     def start_master(self, extra_args=()):
-        self.master = subprocess.Popen([S4S_FCGI, "-F", "-c", self.conf_path] + list(extra_args),
+        cmd = [S4S_FCGI, "-F", "-c", self.conf_path] + list(extra_args)
+        if os.environ.get("S4S_VALGRIND") == "1":  # contrib/valgrind.sh: memcheck on master and workers
+            cmd = ["valgrind", "--trace-children=yes", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                   "--error-exitcode=99",
+                   "--log-file=%s/vg-%%p.log" % os.environ.get("S4S_VALGRIND_DIR", self.dir)] + cmd
+        self.master = subprocess.Popen(cmd,
                                        env=self.env, stdin=subprocess.DEVNULL,
                                        stdout=open(os.path.join(self.dir, "master.out"), "ab"),
                                        stderr=subprocess.STDOUT)
