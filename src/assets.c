@@ -21,17 +21,6 @@
 #define BP_MIME_MAX 50  /* backpack_items.mime VARCHAR(50) */
 #define B64_CHUNK 65536
 
-/* Step a statement that may return a row nobody needs; DB_OK when done. */
-static int step_done(struct db_stmt *st)
-{
-    int rc = db_step(st);
-    if (rc == DB_ROW) {
-        db_reset(st);
-        rc = DB_OK;
-    }
-    return rc;
-}
-
 int asset_find(struct db *db, arena_t *a, const char *md5, struct asset_info *out)
 {
     struct db_stmt *st = db_prepare(
@@ -111,7 +100,7 @@ int asset_upsert(struct db *db, const struct asset_new *a, bool *collision)
         return DB_ERROR;
     db_bind_text(st, 1, a->sha256);
     db_bind_text(st, 2, a->md5);
-    return step_done(st);
+    return db_step_done(st);
 }
 
 struct asset_store_ctx {
@@ -180,7 +169,7 @@ static int bp_insert_tx(struct db *db, void *ctx)
     db_bind_text(st, 7, x->owner_id);
     db_bind_text(st, 8, it->created_at);
     db_bind_text(st, 9, it->updated_at);
-    return step_done(st);
+    return db_step_done(st);
 }
 
 int bp_insert(struct db *db, arena_t *a, struct bp_item *item, const char *owner_id,

@@ -61,6 +61,9 @@ const char *db_column_text(struct db_stmt *st, int col);
 size_t db_column_bytes(struct db_stmt *st, int col);
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
 int64_t db_changes(struct db *db);
+/* Step a write that may return a row nobody needs (… RETURNING): DB_OK when it
+ * ran (a returned row is discarded), the error otherwise. */
+int db_step_done(struct db_stmt *st);
 /* Reset and clear bindings (done automatically by db_prepare; call when finishing early). */
 void db_reset(struct db_stmt *st);
 

@@ -949,3 +949,13 @@ int db_migration_status(struct db *db, db_migration_status_fn fn, void *ctx)
     }
     return DB_OK;
 }
+
+int db_step_done(struct db_stmt *st)
+{
+    int rc = db_step(st);
+    if (rc == DB_ROW) {
+        db_reset(st);
+        rc = DB_OK;
+    }
+    return rc;
+}

@@ -88,16 +88,6 @@ struct login_ctx {
     char hash[SESS_HASH_LEN];
 };
 
-static int step_done(struct db_stmt *st)
-{
-    int rc = db_step(st);
-    if (rc == DB_ROW) {
-        db_reset(st);
-        rc = DB_OK;
-    }
-    return rc;
-}
-
 static int login_tx(struct db *db, void *arg)
 {
     struct login_ctx *x = arg;
@@ -119,7 +109,7 @@ static int login_tx(struct db *db, void *arg)
     db_bind_text(st, 5, now);
     db_bind_text(st, 6, now);
     db_bind_text(st, 7, c->user_data);
-    int rc = step_done(st);
+    int rc = db_step_done(st);
     if (rc != DB_OK)
         return rc;
 
@@ -128,7 +118,7 @@ static int login_tx(struct db *db, void *arg)
     if (!st)
         return DB_ERROR;
     db_bind_text(st, 1, c->user_id);
-    if ((rc = step_done(st)) != DB_OK)
+    if ((rc = db_step_done(st)) != DB_OK)
         return rc;
     for (int i = 0; i < c->ngroups; i++) {
         st = db_prepare(db, "INSERT INTO groups (name, external_id, created_at) VALUES (?, ?, ?) "
@@ -151,7 +141,7 @@ static int login_tx(struct db *db, void *arg)
         db_bind_text(st, 1, c->user_id);
         db_bind_int64(st, 2, gid);
         db_bind_text(st, 3, now);
-        if ((rc = step_done(st)) != DB_OK)
+        if ((rc = db_step_done(st)) != DB_OK)
             return rc;
     }
     return sess_insert(db, x->cfg, x->hash, c->user_id, x->access, x->refresh, x->expires_at_us);
