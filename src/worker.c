@@ -212,8 +212,10 @@ static int wait_accept(int ep, int listen_fd, bool *idle_tick, bool busy)
         return -1;
     }
     if (n == 0) {
+        /* A cheap safety net: a connection whose wakeup was lost (its waker
+         * was SIGKILLed before accepting) waits at most one tick. */
         *idle_tick = true;
-        return -1;
+        return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     }
     for (int i = 0; i < n; i++) {
         if (ev[i].data.fd == sig_pipe[0]) {
@@ -222,8 +224,11 @@ static int wait_accept(int ep, int listen_fd, bool *idle_tick, bool busy)
                 ;
         }
     }
-    if (stop_requested)
-        return -1;
+    /* Accept even when a graceful stop was just requested: EPOLLEXCLUSIVE
+     * woke this worker alone for the new connection, so leaving it queued
+     * would leave it waiting until the next arrival wakes another worker
+     * (a lone client hung across SIGHUP that way). Serving it is part of
+     * finishing gracefully; the loop then ends. */
     /* The accepted socket is blocking: libfcgi reads it with plain read(). */
     int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&

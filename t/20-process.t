@@ -74,6 +74,24 @@ with Stack(workers=3, config={"REQUEST_TIMEOUT": "2", "MAX_REQUESTS": "0"}) as s
     t.eq([p for p, state in s.children_of(s.master.pid) if state == "Z"], [], "no zombies after reloads")
     t.eq(len(s.children_of(s.master.pid)), 2, "old generations have exited")
 
+    # A lone client across reloads: an old worker woken for a connection
+    # (EPOLLEXCLUSIVE wakes one) must serve it, not exit and leave it queued.
+    stuck = []
+    worst = 0.0
+    for i in range(20):
+        s.signal(signal.SIGHUP)
+        until = time.time() + 0.3
+        while time.time() < until:
+            t0 = time.time()
+            try:
+                s.get("/backend/status", timeout=2)
+            except Exception as e:
+                stuck.append((i, repr(e)))
+                break
+            worst = max(worst, time.time() - t0)
+    t.eq(stuck, [], "a lone client is never left waiting across 20 reloads (worst %.0f ms)" % (worst * 1000))
+    t.ok(worst < 1.0, "each request answered within 1 s across reloads (%.0f ms)" % (worst * 1000))
+
     # A worker stuck past REQUEST_TIMEOUT (2 s) is killed and replaced.
     t0 = time.time()
     r = s.get("/backend/_test/sleep?ms=8000", timeout=20)
