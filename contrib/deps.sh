@@ -1,16 +1,18 @@
 #!/bin/sh
 # Install the Debian packages this project builds and runs with; with --test
 # also what only the test suite needs (lighttpd, spawn-fcgi, headless Chromium,
-# clang for the fuzz targets).
+# clang for the fuzz targets, PostgreSQL for contrib/test.sh --pg).
 # Installs only what is missing; safe to run again. Needs root.
 set -eu
 PKGS="build-essential autoconf automake libtool pkg-config
       libfcgi-dev libsqlite3-dev sqlite3 libcjson-dev libmagic-dev libssl-dev
-      libcurl4-openssl-dev libzip-dev
+      libcurl4-openssl-dev libzip-dev libpq-dev
       nginx-light curl python3 perl"
 if [ "${1:-}" = "--test" ]; then
     PKGS="$PKGS spawn-fcgi lighttpd chromium"
     PKGS="$PKGS clang libclang-rt-14-dev" # fuzz/run.sh (libFuzzer), which CI runs
+    PKGS="$PKGS clang-format cppcheck"     # the lint .ci/run starts with
+    PKGS="$PKGS postgresql postgresql-client" # contrib/pg.sh's throwaway cluster, psql for t/lib
 fi
 missing=""
 for p in $PKGS; do

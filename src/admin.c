@@ -4,7 +4,8 @@
  * configured database and blob store, the admin lock. Each command is one
  * function that gets the loaded configuration and its own arguments and
  * returns the exit status (0 ok, 1 failure, 2 usage); migrate is here, the
- * others have a module each (backup.c, check.c, gc.c, import.c, stats.c).
+ * others have a module each (backup.c, check.c, copydb.c, gc.c, import.c,
+ * stats.c).
  */
 #include "admin.h"
 #include "blobstore.h"
@@ -52,6 +53,10 @@ static const struct command commands[] = {
      "adopt a Python Scratch4School deployment: PATH is its main.db or the directory\n"
      "      holding main.db and uploads/ (files are copied, the originals stay)"},
     {"stats", cmd_stats, "[--json]", "counts of users, groups, projects, assets, sessions; sizes"},
+    {"copy-db", cmd_copy_db, "--from URI --to URI [--force] [--json]",
+     "copy every row from one database to another (SQLite or PostgreSQL, e.g. sqlite:///main.db\n"
+     "      to postgresql://…) in one transaction, then compare them; the target must hold no\n"
+     "      rows unless --force (deletes them first); blobs stay in DATA_DIR"},
 };
 
 static void usage(FILE *f)
@@ -77,8 +82,9 @@ char *admin_database_path(struct admin *a)
 {
     const char *uri = a->cfg.database_uri;
 
-    if (uri && (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)) {
-        fprintf(stderr, "s4s-admin: DATABASE_URI: PostgreSQL is not supported yet\n");
+    if (db_uri_is_postgres(uri)) {
+        fprintf(stderr, "s4s-admin: this command works on an SQLite database; DATABASE_URI "
+                        "names a PostgreSQL one\n");
         return NULL;
     }
     char *path = cfg_sqlite_path(&a->cfg);
@@ -97,7 +103,25 @@ int admin_open_database(struct admin *a, bool create, struct db **out)
 {
     char err[512];
     struct stat st;
+    struct db_options opt = {
+        .busy_timeout_ms = a->cfg.db_busy_timeout_ms,
+        .synchronous_full = true,
+        .busy_retry_counter = NULL,
+    };
 
+    if (db_uri_is_postgres(a->cfg.database_uri)) {
+        /* The database lives on its server; DATA_DIR still holds the blobs. */
+        if (create && mkdir_p(a->cfg.data_dir, 0750) < 0) {
+            fprintf(stderr, "s4s-admin: creating DATA_DIR %s: %s\n", a->cfg.data_dir,
+                    strerror(errno));
+            return -1;
+        }
+        if (db_open(a->cfg.database_uri, &opt, out, err, sizeof err) != 0) {
+            fprintf(stderr, "s4s-admin: opening database: %s\n", err);
+            return -1;
+        }
+        return 0;
+    }
     char *path = admin_database_path(a);
     if (!path)
         return -1;
@@ -111,11 +135,6 @@ int admin_open_database(struct admin *a, bool create, struct db **out)
         free(path);
         return -1;
     }
-    struct db_options opt = {
-        .busy_timeout_ms = a->cfg.db_busy_timeout_ms,
-        .synchronous_full = true,
-        .busy_retry_counter = NULL,
-    };
     if (db_open(path, &opt, out, err, sizeof err) != 0) {
         fprintf(stderr, "s4s-admin: opening database: %s\n", err);
         free(path);

@@ -3,7 +3,8 @@
  * exit statuses, opening the configured database and blob store the way the
  * server does, the lock that keeps blob-writing and blob-deleting commands
  * apart, and the command functions (one module each: backup.c for backup
- * and restore, check.c, gc.c, import.c, stats.c; migrate lives in admin.c).
+ * and restore, check.c, copydb.c, gc.c, import.c, stats.c; migrate lives in
+ * admin.c).
  */
 #ifndef S4S_ADMIN_H
 #define S4S_ADMIN_H
@@ -58,5 +59,6 @@ int cmd_check(struct admin *a, int argc, char **argv);
 int cmd_gc(struct admin *a, int argc, char **argv);
 int cmd_import(struct admin *a, int argc, char **argv);
 int cmd_stats(struct admin *a, int argc, char **argv);
+int cmd_copy_db(struct admin *a, int argc, char **argv);
 
 #endif

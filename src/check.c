@@ -154,10 +154,10 @@ static void warn_row(struct check *c, const char *kind, const char *table, const
     cJSON_AddItemToArray(c->warnings, w);
 }
 
-/* PRAGMA integrity_check and foreign_key_check: SQLite's own verdict. */
+/* The database's own verdict (SQLite: PRAGMA integrity_check and foreign_key_check). */
 static int check_database(struct db *db, struct check *c)
 {
-    struct db_stmt *st = db_prepare(db, "PRAGMA integrity_check");
+    struct db_stmt *st = db_prepare(db, db_integrity_sql(db));
     if (!st)
         return -1;
     int rc;
@@ -169,7 +169,7 @@ static int check_database(struct db *db, struct check *c)
     }
     if (rc != DB_OK)
         return -1;
-    st = db_prepare(db, "PRAGMA foreign_key_check");
+    st = db_prepare(db, db_foreign_key_sql(db));
     if (!st)
         return -1;
     while ((rc = db_step(st)) == DB_ROW) {

@@ -1,64 +1,39 @@
 /*
- * db_sqlite.c — the SQLite implementation of the driver interface in db.h:
- * opening a connection with the durability and locking settings DESIGN.md
- * fixes (WAL, synchronous=FULL, foreign keys, busy_timeout), the per-connection
- * prepared-statement cache, result-code mapping, whole-transaction retry on
- * SQLITE_BUSY, WAL size and checkpointing, and the migration runner that
- * applies the SQL files embedded from sql/ (migrations.h).
+ * db_sqlite.c — the SQLite driver behind db.h (see db_driver.h): opening a
+ * connection with the durability and locking settings DESIGN.md fixes (WAL,
+ * synchronous=FULL, foreign keys, busy_timeout), statements, result-code
+ * mapping, and WAL size and checkpointing. The statement cache, transaction
+ * retries and migrations are db.c's.
  *
  * One connection per process, opened after fork: the connection is opened
  * with SQLITE_OPEN_NOMUTEX and never shared between threads.
  */
 #include "db.h"
+#include "db_driver.h"
 #include "log.h"
 #include "migrations.h"
 #include "util.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-/* Whole-transaction retries on SQLITE_BUSY before giving up (DESIGN.md: bounded). */
-#define DB_TX_MAX_RETRIES 20
-/* Upper bound of one randomized backoff sleep between retries. */
-#define DB_TX_MAX_BACKOFF_MS 20
-/* The statement cache starts with this many slots (a power of two) and doubles. */
-#define DB_CACHE_INITIAL 128
 /* A checkpoint is housekeeping: never keep an idle worker waiting long for readers. */
 #define DB_CHECKPOINT_WAIT_MS 100
 
-/*
- * A cached statement. The cache owns it for the connection's lifetime;
- * handlers only borrow it between db_prepare and their last db_step.
- */
-struct db_stmt {
-    sqlite3_stmt *stmt;
-    uint64_t hash;       /* FNV-1a of the SQL text */
-    const char *key_ptr; /* the caller's pointer last seen: skips strcmp for literals */
-    char *sql;           /* our copy of the text: the key */
-    uint64_t tx_epoch;   /* the db_transaction attempt it was last handed out in, or 0 */
-};
-
-struct db {
+struct lite {
     sqlite3 *h;
     char *path;     /* database file, NULL for ":memory:" */
     char *wal_path; /* path + "-wal", NULL for ":memory:" */
     int busy_timeout_ms;
-    uint64_t *busy_retry_counter;
-    uint64_t rng;      /* xorshift state for retry jitter: no global rand() state touched */
-    bool in_tx;        /* inside db_transaction's fn */
-    uint64_t tx_epoch; /* numbers db_transaction attempts (see reset_tx_statements) */
-    /* Open-addressing hash table (linear probing) of statements, keyed by SQL text. */
-    struct db_stmt **slots;
-    size_t cap; /* power of two */
-    size_t used;
 };
+
+#define LITE(db) ((struct lite *)(db)->impl)
+#define STMT(st) ((sqlite3_stmt *)(st)->impl)
 
 /* ---- result codes ------------------------------------------------------- */
 
@@ -132,7 +107,7 @@ static int pragma_text(sqlite3 *h, const char *sql, char *out, size_t outlen)
     return rc;
 }
 
-static int configure_connection(struct db *db, const struct db_options *opt, char *err,
+static int configure_connection(struct lite *db, const struct db_options *opt, char *err,
                                 size_t errlen)
 {
     char val[32];
@@ -164,38 +139,37 @@ fail:
     return -1;
 }
 
-int db_open(const char *uri, const struct db_options *opt, struct db **out, char *err,
-            size_t errlen)
+static void lite_close(void *impl)
 {
-    static const struct db_options defaults = {5000, true, NULL};
-    struct db *db = NULL;
-    char *path = NULL;
-    char *dir = NULL;
+    struct lite *db = impl;
+    if (!db)
+        return;
+    /* close_v2: never leaves the handle half-open if something still holds a statement. */
+    if (db->h)
+        sqlite3_close_v2(db->h);
+    free(db->path);
+    free(db->wal_path);
+    free(db);
+}
+
+static int lite_open(const char *uri, const struct db_options *opt, void **out, char *err,
+                     size_t errlen)
+{
+    struct lite *db = NULL;
+    char *path = uri_to_path(uri);
     struct stat stt;
 
-    *out = NULL;
-    if (!opt)
-        opt = &defaults;
-    if (!uri || !*uri) {
-        snprintf(err, errlen, "no database given");
-        return DB_ERROR;
-    }
-    if (strncmp(uri, "postgres", 8) == 0) {
-        snprintf(err, errlen, "PostgreSQL is not supported yet");
-        return DB_ERROR;
-    }
-    path = uri_to_path(uri);
     if (!path || !*path) {
         snprintf(err, errlen, "unsupported database URI '%s'", uri);
         free(path);
         return DB_ERROR;
     }
-
     bool memory = strcmp(path, ":memory:") == 0;
     if (!memory) {
         /* SQLite would report a bare "unable to open database file": say why. */
         const char *slash = strrchr(path, '/');
-        dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
+        char *dir =
+            slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
         char why[128] = "";
         if (stat(dir, &stt) < 0)
             snprintf(why, sizeof why, "%s",
@@ -213,17 +187,6 @@ int db_open(const char *uri, const struct db_options *opt, struct db **out, char
 
     db = xcalloc(1, sizeof *db);
     db->busy_timeout_ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 0;
-    db->busy_retry_counter = opt->busy_retry_counter;
-    db->cap = DB_CACHE_INITIAL;
-    db->slots = xcalloc(db->cap, sizeof *db->slots);
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        db->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec;
-        if (db->rng == 0)
-            db->rng = 0x9e3779b97f4a7c15ULL;
-    }
-
     int rc = sqlite3_open_v2(
         path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -244,90 +207,15 @@ int db_open(const char *uri, const struct db_options *opt, struct db **out, char
     return DB_OK;
 fail:
     free(path);
-    db_close(db);
+    lite_close(db);
     return DB_ERROR;
 }
 
-void db_close(struct db *db)
+/* ---- statements ----------------------------------------------------------- */
+
+static void *lite_prepare(struct db *dbh, const char *sql)
 {
-    if (!db)
-        return;
-    for (size_t i = 0; i < db->cap; i++) {
-        struct db_stmt *s = db->slots[i];
-        if (s) {
-            sqlite3_finalize(s->stmt);
-            free(s->sql);
-            free(s);
-        }
-    }
-    free(db->slots);
-    /* close_v2: never leaves the handle half-open if something still holds a statement. */
-    if (db->h)
-        sqlite3_close_v2(db->h);
-    free(db->path);
-    free(db->wal_path);
-    free(db);
-}
-
-/* ---- statement cache ---------------------------------------------------- */
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-/* Slot holding sql, or the empty slot where it belongs. */
-static size_t cache_find(const struct db *db, const char *sql, uint64_t hash)
-{
-    size_t mask = db->cap - 1;
-    size_t i = (size_t)hash & mask;
-    for (;;) {
-        const struct db_stmt *s = db->slots[i];
-        if (!s)
-            return i;
-        if (s->hash == hash && (s->key_ptr == sql || strcmp(s->sql, sql) == 0))
-            return i;
-        i = (i + 1) & mask;
-    }
-}
-
-static void cache_grow(struct db *db)
-{
-    struct db_stmt **old = db->slots;
-    size_t oldcap = db->cap;
-    db->cap *= 2;
-    db->slots = xcalloc(db->cap, sizeof *db->slots);
-    for (size_t i = 0; i < oldcap; i++) {
-        if (!old[i])
-            continue;
-        size_t j = (size_t)old[i]->hash & (db->cap - 1);
-        while (db->slots[j])
-            j = (j + 1) & (db->cap - 1);
-        db->slots[j] = old[i];
-    }
-    free(old);
-}
-
-struct db_stmt *db_prepare(struct db *db, const char *sql)
-{
-    uint64_t hash = fnv1a(sql);
-    size_t i = cache_find(db, sql, hash);
-    struct db_stmt *s = db->slots[i];
-
-    if (s) {
-        /* A handler may have left it mid-rows: start clean every time. */
-        sqlite3_reset(s->stmt);
-        sqlite3_clear_bindings(s->stmt);
-        s->key_ptr = sql;
-        s->tx_epoch = db->in_tx ? db->tx_epoch : 0;
-        return s;
-    }
-
+    struct lite *db = LITE(dbh);
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     /* PERSISTENT: this statement lives as long as the connection; SQLite allocates
@@ -353,28 +241,24 @@ struct db_stmt *db_prepare(struct db *db, const char *sql)
             return NULL;
         }
     }
-    s = xcalloc(1, sizeof *s);
-    s->stmt = st;
-    s->hash = hash;
-    s->key_ptr = sql;
-    s->sql = xstrdup(sql);
-    s->tx_epoch = db->in_tx ? db->tx_epoch : 0;
-    db->slots[i] = s;
-    /* Keep the load at or below one half so probes stay short. */
-    if (++db->used * 2 > db->cap)
-        cache_grow(db);
-    return s;
+    return st;
 }
 
-void db_reset(struct db_stmt *st)
+static void lite_finalize(void *stmt)
 {
-    if (!st)
-        return;
-    sqlite3_reset(st->stmt);
-    sqlite3_clear_bindings(st->stmt);
+    sqlite3_finalize(stmt);
 }
 
-/* ---- binding and stepping ----------------------------------------------- */
+static void lite_reset(struct db_stmt *st)
+{
+    sqlite3_reset(STMT(st));
+    sqlite3_clear_bindings(STMT(st));
+}
+
+static bool lite_stmt_busy(struct db_stmt *st)
+{
+    return sqlite3_stmt_busy(STMT(st)) != 0;
+}
 
 static int bind_result(struct db_stmt *st, int idx, int rc)
 {
@@ -384,45 +268,37 @@ static int bind_result(struct db_stmt *st, int idx, int rc)
     return DB_ERROR;
 }
 
-int db_bind_int64(struct db_stmt *st, int idx, int64_t v)
+static int lite_bind_int64(struct db_stmt *st, int idx, int64_t v)
 {
-    return bind_result(st, idx, sqlite3_bind_int64(st->stmt, idx, (sqlite3_int64)v));
+    return bind_result(st, idx, sqlite3_bind_int64(STMT(st), idx, (sqlite3_int64)v));
 }
 
-int db_bind_text(struct db_stmt *st, int idx, const char *s)
+static int lite_bind_textn(struct db_stmt *st, int idx, const char *s, size_t len)
 {
-    if (!s)
-        return db_bind_null(st, idx);
-    return db_bind_textn(st, idx, s, strlen(s));
-}
-
-int db_bind_textn(struct db_stmt *st, int idx, const char *s, size_t len)
-{
-    if (!s)
-        return db_bind_null(st, idx);
     /* TRANSIENT: SQLite copies, so the caller's buffer may go away before the step. */
     return bind_result(
         st, idx,
-        sqlite3_bind_text64(st->stmt, idx, s, (sqlite3_uint64)len, SQLITE_TRANSIENT, SQLITE_UTF8));
+        sqlite3_bind_text64(STMT(st), idx, s, (sqlite3_uint64)len, SQLITE_TRANSIENT, SQLITE_UTF8));
 }
 
-int db_bind_blob(struct db_stmt *st, int idx, const void *p, size_t len)
+static int lite_bind_blob(struct db_stmt *st, int idx, const void *p, size_t len)
 {
     /* A NULL pointer would bind SQL NULL; an empty blob is still a value. */
     if (!p || len == 0)
-        return bind_result(st, idx, sqlite3_bind_zeroblob(st->stmt, idx, 0));
+        return bind_result(st, idx, sqlite3_bind_zeroblob(STMT(st), idx, 0));
     return bind_result(
-        st, idx, sqlite3_bind_blob64(st->stmt, idx, p, (sqlite3_uint64)len, SQLITE_TRANSIENT));
+        st, idx, sqlite3_bind_blob64(STMT(st), idx, p, (sqlite3_uint64)len, SQLITE_TRANSIENT));
 }
 
-int db_bind_null(struct db_stmt *st, int idx)
+static int lite_bind_null(struct db_stmt *st, int idx)
 {
-    return bind_result(st, idx, sqlite3_bind_null(st->stmt, idx));
+    return bind_result(st, idx, sqlite3_bind_null(STMT(st), idx));
 }
 
-int db_step(struct db_stmt *st)
+static int lite_step(struct db_stmt *st)
 {
-    int rc = sqlite3_step(st->stmt);
+    sqlite3_stmt *s = STMT(st);
+    int rc = sqlite3_step(s);
     int mapped = map_rc(rc);
 
     switch (mapped) {
@@ -434,186 +310,113 @@ int db_step(struct db_stmt *st)
         break;
     case DB_CONSTRAINT:
         /* An answer (duplicate key, missing parent row), not a fault: the caller decides. */
-        log_debug("db: %s: \"%s\"", sqlite3_errmsg(sqlite3_db_handle(st->stmt)), st->sql);
+        log_debug("db: %s: \"%s\"", sqlite3_errmsg(sqlite3_db_handle(s)), st->sql);
         break;
     default:
-        log_errx("db: step failed (%d): %s: \"%s\"",
-                 sqlite3_extended_errcode(sqlite3_db_handle(st->stmt)),
-                 sqlite3_errmsg(sqlite3_db_handle(st->stmt)), st->sql);
+        log_errx("db: step failed (%d): %s: \"%s\"", sqlite3_extended_errcode(sqlite3_db_handle(s)),
+                 sqlite3_errmsg(sqlite3_db_handle(s)), st->sql);
         break;
     }
     /* A failed statement must not keep its read snapshot or locks open. */
-    sqlite3_reset(st->stmt);
+    sqlite3_reset(s);
     return mapped;
 }
 
-int db_column_count(struct db_stmt *st)
+static int lite_column_count(struct db_stmt *st)
 {
-    return sqlite3_column_count(st->stmt);
+    return sqlite3_column_count(STMT(st));
 }
 
-bool db_column_is_null(struct db_stmt *st, int col)
+static bool lite_column_is_null(struct db_stmt *st, int col)
 {
-    return sqlite3_column_type(st->stmt, col) == SQLITE_NULL;
+    return sqlite3_column_type(STMT(st), col) == SQLITE_NULL;
 }
 
-int64_t db_column_int64(struct db_stmt *st, int col)
+static int64_t lite_column_int64(struct db_stmt *st, int col)
 {
-    return (int64_t)sqlite3_column_int64(st->stmt, col);
+    return (int64_t)sqlite3_column_int64(STMT(st), col);
 }
 
-const char *db_column_text(struct db_stmt *st, int col)
+static const char *lite_column_text(struct db_stmt *st, int col)
 {
-    const unsigned char *t = sqlite3_column_text(st->stmt, col);
+    const unsigned char *t = sqlite3_column_text(STMT(st), col);
     return t ? (const char *)t : "";
 }
 
-size_t db_column_bytes(struct db_stmt *st, int col)
+static size_t lite_column_bytes(struct db_stmt *st, int col)
 {
     /* Called after db_column_text this is the byte length of that text. */
-    int n = sqlite3_column_bytes(st->stmt, col);
+    int n = sqlite3_column_bytes(STMT(st), col);
     return n > 0 ? (size_t)n : 0;
 }
 
-int64_t db_changes(struct db *db)
+static const char *lite_column_name(struct db_stmt *st, int col)
+{
+    const char *n = sqlite3_column_name(STMT(st), col);
+    return n ? n : "";
+}
+
+static int64_t lite_changes(struct db *db)
 {
 #if SQLITE_VERSION_NUMBER >= 3037000
-    return (int64_t)sqlite3_changes64(db->h);
+    return (int64_t)sqlite3_changes64(LITE(db)->h);
 #else
-    return (int64_t)sqlite3_changes(db->h);
+    return (int64_t)sqlite3_changes(LITE(db)->h);
 #endif
 }
 
-/* sqlite3_exec without logging; *errmsg (caller frees with sqlite3_free) on failure. */
-static int exec_quiet(struct db *db, const char *sql, char **errmsg)
-{
-    *errmsg = NULL;
-    return map_rc(sqlite3_exec(db->h, sql, NULL, NULL, errmsg));
-}
-
-int db_exec(struct db *db, const char *sql)
+static int lite_exec(struct db *db, const char *sql, char *err, size_t errlen)
 {
     char *msg = NULL;
-    int rc = exec_quiet(db, sql, &msg);
-    if (rc == DB_ERROR)
-        log_errx("db: exec failed: %s: \"%s\"", msg ? msg : sqlite3_errmsg(db->h), sql);
-    else if (rc != DB_OK)
-        log_debug("db: exec: %s: \"%s\"", msg ? msg : sqlite3_errmsg(db->h), sql);
+    int rc = map_rc(sqlite3_exec(LITE(db)->h, sql, NULL, NULL, &msg));
+    if (rc != DB_OK && err && errlen)
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(LITE(db)->h));
     sqlite3_free(msg);
     return rc;
 }
 
-/* ---- transactions -------------------------------------------------------- */
+static bool lite_in_transaction(struct db *db)
+{
+    return !sqlite3_get_autocommit(LITE(db)->h);
+}
 
-/* Step a cached, parameterless statement to completion. */
-static int run_simple(struct db *db, const char *sql)
+static const char *lite_errmsg(struct db *db)
+{
+    return sqlite3_errmsg(LITE(db)->h);
+}
+
+/* Step a one-row query with text parameters; *found says whether it had a row. */
+static int lite_exists(struct db *db, const char *sql, const char *a, const char *b, bool *found)
 {
     struct db_stmt *st = db_prepare(db, sql);
     if (!st)
         return DB_ERROR;
-    int rc = db_step(st);
-    while (rc == DB_ROW)
-        rc = db_step(st);
-    sqlite3_reset(st->stmt);
-    return rc;
-}
-
-/*
- * Reset the statements this transaction attempt handed out that are still
- * mid-rows. A handler that read one row and returned leaves its SELECT active,
- * and one left mid-RETURNING is a pending write that makes COMMIT fail with
- * SQLITE_BUSY (retried for nothing). Statements from before the transaction
- * are left alone: a caller looping over a SELECT and running a transaction per
- * row must not have its loop restarted.
- */
-static void reset_tx_statements(struct db *db)
-{
-    for (size_t i = 0; i < db->cap; i++) {
-        struct db_stmt *s = db->slots[i];
-        if (s && s->tx_epoch == db->tx_epoch && sqlite3_stmt_busy(s->stmt))
-            sqlite3_reset(s->stmt);
-    }
-}
-
-static void rollback_quiet(struct db *db)
-{
-    reset_tx_statements(db);
-    /* SQLite rolls back by itself after some errors: then there is nothing to undo. */
-    if (sqlite3_get_autocommit(db->h))
-        return;
-    if (run_simple(db, "ROLLBACK") != DB_OK)
-        log_warnx("db: rollback failed: %s", sqlite3_errmsg(db->h));
-}
-
-static uint64_t rng_next(struct db *db)
-{
-    uint64_t x = db->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return db->rng = x;
-}
-
-/* Randomized so that workers that collided once do not collide again in step. */
-static void backoff(struct db *db, int attempt)
-{
-    int cap = 2 * (attempt + 1);
-    if (cap > DB_TX_MAX_BACKOFF_MS)
-        cap = DB_TX_MAX_BACKOFF_MS;
-    int ms = 1 + (int)(rng_next(db) % (uint64_t)cap);
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-int db_transaction(struct db *db, bool write, db_tx_fn fn, void *ctx)
-{
-    /* SQLite has no nested BEGIN; failing here keeps the rollback below from
-     * undoing the caller's outer transaction. */
-    if (!sqlite3_get_autocommit(db->h)) {
-        log_errx("db: db_transaction called inside a transaction");
+    if (db_bind_text(st, 1, a) != DB_OK || (b && db_bind_text(st, 2, b) != DB_OK))
         return DB_ERROR;
-    }
-    for (int attempt = 0;; attempt++) {
-        /* IMMEDIATE takes the write lock now: a deferred transaction that later
-         * upgrades can fail with BUSY_SNAPSHOT after doing all its work. */
-        int rc = run_simple(db, write ? "BEGIN IMMEDIATE" : "BEGIN");
-        if (rc == DB_OK) {
-            db->tx_epoch++;
-            db->in_tx = true;
-            rc = fn(db, ctx);
-            db->in_tx = false;
-            if (rc == DB_OK) {
-                reset_tx_statements(db);
-                rc = run_simple(db, "COMMIT");
-                if (rc == DB_OK)
-                    return DB_OK;
-            }
-        }
-        rollback_quiet(db);
-        if (rc != DB_BUSY)
-            return rc;
-        if (attempt >= DB_TX_MAX_RETRIES) {
-            log_warnx("db: database busy: transaction abandoned after %d retries",
-                      DB_TX_MAX_RETRIES);
-            return DB_BUSY;
-        }
-        if (db->busy_retry_counter)
-            __atomic_fetch_add(db->busy_retry_counter, 1, __ATOMIC_RELAXED);
-        backoff(db, attempt);
-    }
+    int rc = db_step(st);
+    *found = rc == DB_ROW;
+    db_reset(st);
+    return rc == DB_ROW ? DB_OK : rc;
+}
+
+static int lite_table_exists(struct db *db, const char *table, bool *exists)
+{
+    return lite_exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table,
+                       NULL, exists);
+}
+
+/* Compared case-insensitively, as SQLite compares names. */
+static int lite_column_exists(struct db *db, const char *table, const char *column, bool *exists)
+{
+    return lite_exists(db, "SELECT 1 FROM pragma_table_info(?) WHERE lower(name) = lower(?)", table,
+                       column, exists);
 }
 
 /* ---- WAL ----------------------------------------------------------------- */
 
-const char *db_driver_name(struct db *db)
+static int64_t lite_wal_size(struct db *dbh)
 {
-    (void)db;
-    return "sqlite";
-}
-
-int64_t db_wal_size(struct db *db)
-{
+    struct lite *db = LITE(dbh);
     struct stat st;
     if (!db->wal_path)
         return -1;
@@ -622,8 +425,9 @@ int64_t db_wal_size(struct db *db)
     return (int64_t)st.st_size;
 }
 
-int db_checkpoint(struct db *db)
+static int lite_checkpoint(struct db *dbh)
 {
+    struct lite *db = LITE(dbh);
     int log_frames = 0, done_frames = 0;
     /* The same as PRAGMA wal_checkpoint(TRUNCATE). TRUNCATE waits (through the
      * busy handler) for readers to leave the WAL; we are idle housekeeping, so
@@ -640,322 +444,60 @@ int db_checkpoint(struct db *db)
     return mapped;
 }
 
-/* ---- migrations ------------------------------------------------------------ */
-
-/* 'YYYY-MM-DD HH:MM:SS.ffffff' UTC, the upstream timestamp format. */
-static void db_timestamp(char *out, size_t outlen)
+/* The main file only: the WAL is reported apart (lite_wal_size). */
+static int64_t lite_size_bytes(struct db *dbh)
 {
-    struct timespec ts;
-    struct tm tm;
-    char base[24];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out, outlen, "%s.%06u", base, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
+    struct lite *db = LITE(dbh);
+    struct stat st;
+    if (!db->path || stat(db->path, &st) < 0)
+        return -1;
+    return (int64_t)st.st_size;
 }
 
-static bool is_identifier(const char *s, size_t n)
+/* An INTEGER PRIMARY KEY's next rowid is the largest present plus one already. */
+static int lite_sync_identity(struct db *db, const char *table, const char *column)
 {
-    if (n == 0 || !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
-        return false;
-    for (size_t i = 1; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_'))
-            return false;
-    }
-    return true;
+    (void)db;
+    (void)table;
+    (void)column;
+    return DB_OK;
 }
 
-/* Next whitespace-separated word of *p: start and length; advances *p. */
-static size_t next_word(const char **p, const char **start)
-{
-    const char *s = *p;
-    while (*s == ' ' || *s == '\t')
-        s++;
-    *start = s;
-    while (*s && *s != ' ' && *s != '\t')
-        s++;
-    *p = s;
-    return (size_t)(s - *start);
-}
-
-/* True when table already has column (compared case-insensitively, as SQLite does). */
-static int column_exists(struct db *db, const char *table, const char *column, bool *exists)
-{
-    struct db_stmt *st =
-        db_prepare(db, "SELECT 1 FROM pragma_table_info(?) WHERE lower(name) = lower(?)");
-    if (!st)
-        return DB_ERROR;
-    if (db_bind_text(st, 1, table) != DB_OK || db_bind_text(st, 2, column) != DB_OK)
-        return DB_ERROR;
-    int rc = db_step(st);
-    *exists = rc == DB_ROW;
-    db_reset(st);
-    return rc == DB_ROW ? DB_OK : rc;
-}
-
-/*
- * "--@ add-column <table> <column> <definition…>": ALTER TABLE … ADD COLUMN
- * unless the column is there. The one place SQL is assembled from text: it
- * comes from our own embedded files, and the names are checked anyway.
- */
-static int directive_add_column(struct db *db, const char *args, char *err, size_t errlen)
-{
-    const char *p = args, *t, *c;
-    size_t tn = next_word(&p, &t);
-    size_t cn = next_word(&p, &c);
-    while (*p == ' ' || *p == '\t')
-        p++;
-    size_t dn = strlen(p);
-    while (dn > 0 && (p[dn - 1] == ' ' || p[dn - 1] == '\t' || p[dn - 1] == '\r'))
-        dn--;
-    if (!is_identifier(t, tn) || !is_identifier(c, cn) || dn == 0 || memchr(p, ';', dn)) {
-        snprintf(err, errlen, "bad add-column directive: '%s'", args);
-        return DB_ERROR;
-    }
-
-    char *table = xstrndup(t, tn), *column = xstrndup(c, cn);
-    bool exists = false;
-    int rc = column_exists(db, table, column, &exists);
-    if (rc == DB_OK && !exists) {
-        char *sql = xasprintf("ALTER TABLE %s ADD COLUMN %s %.*s", table, column, (int)dn, p);
-        char *msg = NULL;
-        rc = exec_quiet(db, sql, &msg);
-        if (rc != DB_OK)
-            snprintf(err, errlen, "%s: %s", sql, msg ? msg : sqlite3_errmsg(db->h));
-        else
-            log_debug("db: added column %s.%s", table, column);
-        sqlite3_free(msg);
-        free(sql);
-    } else if (rc != DB_OK) {
-        snprintf(err, errlen, "cannot inspect table %s: %s", table, sqlite3_errmsg(db->h));
-    }
-    free(table);
-    free(column);
-    return rc;
-}
-
-static int run_directive(struct db *db, const char *line, char *err, size_t errlen)
-{
-    const char *p = line, *w;
-    size_t n = next_word(&p, &w);
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (n == 10 && memcmp(w, "add-column", 10) == 0)
-        return directive_add_column(db, p, err, errlen);
-    snprintf(err, errlen, "unknown migration directive: '--@ %s'", w);
-    return DB_ERROR;
-}
-
-static int exec_chunk(struct db *db, const char *sql, char *err, size_t errlen)
-{
-    char *msg = NULL;
-    int rc = exec_quiet(db, sql, &msg);
-    if (rc != DB_OK)
-        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db->h));
-    sqlite3_free(msg);
-    return rc;
-}
-
-/*
- * Run one migration's text inside the caller's transaction: SQL between
- * directive lines goes to sqlite3_exec as one chunk (several statements),
- * directives run where they stand so a file can rely on their order.
- */
-static int apply_migration_sql(struct db *db, const char *text, char *err, size_t errlen)
-{
-    size_t len = strlen(text);
-    char *chunk = xmalloc(len + 1);
-    size_t clen = 0;
-    int rc = DB_OK;
-    const char *p = text;
-
-    while (*p && rc == DB_OK) {
-        const char *eol = strchr(p, '\n');
-        size_t n = eol ? (size_t)(eol - p) + 1 : strlen(p);
-        if (strncmp(p, "--@", 3) == 0) {
-            chunk[clen] = '\0';
-            rc = exec_chunk(db, chunk, err, errlen);
-            clen = 0;
-            if (rc == DB_OK) {
-                char *line = xstrndup(p + 3, eol ? (size_t)(eol - p) - 3 : strlen(p + 3));
-                rc = run_directive(db, line, err, errlen);
-                free(line);
-            }
-        } else {
-            memcpy(chunk + clen, p, n);
-            clen += n;
-        }
-        p += n;
-    }
-    if (rc == DB_OK) {
-        chunk[clen] = '\0';
-        rc = exec_chunk(db, chunk, err, errlen);
-    }
-    free(chunk);
-    return rc;
-}
-
-struct migrate_ctx {
-    const struct migration *m;
-    bool applied; /* set when this attempt applied it (reset on every retry) */
-    char *err;
-    size_t errlen;
+const struct db_driver db_sqlite_driver = {
+    .name = "sqlite",
+    .migrations = s4s_migrations,
+    .migrations_count = &s4s_migrations_count,
+    /* IMMEDIATE takes the write lock now: a deferred transaction that later
+     * upgrades can fail with BUSY_SNAPSHOT after doing all its work. */
+    .begin_write = "BEGIN IMMEDIATE",
+    .begin_read = "BEGIN",
+    .integrity_sql = "PRAGMA integrity_check",
+    .foreign_key_sql = "PRAGMA foreign_key_check",
+    .open = lite_open,
+    .close = lite_close,
+    .prepare = lite_prepare,
+    .finalize = lite_finalize,
+    .reset = lite_reset,
+    .stmt_busy = lite_stmt_busy,
+    .bind_int64 = lite_bind_int64,
+    .bind_textn = lite_bind_textn,
+    .bind_blob = lite_bind_blob,
+    .bind_null = lite_bind_null,
+    .step = lite_step,
+    .column_count = lite_column_count,
+    .column_is_null = lite_column_is_null,
+    .column_int64 = lite_column_int64,
+    .column_text = lite_column_text,
+    .column_bytes = lite_column_bytes,
+    .column_name = lite_column_name,
+    .changes = lite_changes,
+    .exec = lite_exec,
+    .in_transaction = lite_in_transaction,
+    .table_exists = lite_table_exists,
+    .column_exists = lite_column_exists,
+    .wal_size = lite_wal_size,
+    .checkpoint = lite_checkpoint,
+    .size_bytes = lite_size_bytes,
+    .sync_identity = lite_sync_identity,
+    .errmsg = lite_errmsg,
 };
-
-static int migrate_one_tx(struct db *db, void *vctx)
-{
-    struct migrate_ctx *ctx = vctx;
-    ctx->applied = false;
-
-    /* Checked inside the write transaction: the master and s4s-admin may race. */
-    struct db_stmt *st = db_prepare(db, "SELECT 1 FROM schema_migrations WHERE name = ?");
-    if (!st || db_bind_text(st, 1, ctx->m->name) != DB_OK)
-        return DB_ERROR;
-    int rc = db_step(st);
-    db_reset(st);
-    if (rc == DB_ROW)
-        return DB_OK;
-    if (rc != DB_OK)
-        return rc;
-
-    rc = apply_migration_sql(db, ctx->m->sql, ctx->err, ctx->errlen);
-    if (rc != DB_OK)
-        return rc;
-
-    char now[40];
-    db_timestamp(now, sizeof now);
-    st = db_prepare(db, "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)");
-    if (!st || db_bind_text(st, 1, ctx->m->name) != DB_OK || db_bind_text(st, 2, now) != DB_OK)
-        return DB_ERROR;
-    rc = db_step(st);
-    if (rc != DB_OK) {
-        snprintf(ctx->err, ctx->errlen, "recording it: %s", sqlite3_errmsg(db->h));
-        return rc == DB_BUSY ? DB_BUSY : DB_ERROR;
-    }
-    ctx->applied = true;
-    return DB_OK;
-}
-
-/* Migrations recorded in the database that this binary does not know. */
-static void warn_unknown_migrations(struct db *db)
-{
-    struct db_stmt *st = db_prepare(db, "SELECT name FROM schema_migrations ORDER BY name");
-    if (!st)
-        return;
-    while (db_step(st) == DB_ROW) {
-        const char *name = db_column_text(st, 0);
-        bool known = false;
-        for (size_t i = 0; i < s4s_migrations_count && !known; i++)
-            known = strcmp(s4s_migrations[i].name, name) == 0;
-        if (!known)
-            log_warnx("db: database has migration %s which this program does not know "
-                      "(was it made by a newer version?)",
-                      name);
-    }
-    db_reset(st);
-}
-
-/* Room for the reason a migration failed (SQLite's message and our context). */
-#define MIGRATE_WHY_LEN 512
-
-/* In a transaction of its own so a momentarily busy database is retried. */
-static int create_migrations_table_tx(struct db *db, void *vwhy)
-{
-    return exec_chunk(db,
-                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                      "name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)",
-                      vwhy, MIGRATE_WHY_LEN);
-}
-
-int db_migrate(struct db *db, int *applied, char *err, size_t errlen)
-{
-    *applied = 0;
-    if (err && errlen)
-        err[0] = '\0';
-
-    /* The array order is the application order: refuse a build that got it wrong. */
-    for (size_t i = 1; i < s4s_migrations_count; i++) {
-        if (strcmp(s4s_migrations[i - 1].name, s4s_migrations[i].name) >= 0) {
-            snprintf(err, errlen, "embedded migrations out of order: %s before %s",
-                     s4s_migrations[i - 1].name, s4s_migrations[i].name);
-            return DB_ERROR;
-        }
-    }
-
-    char why[MIGRATE_WHY_LEN] = "";
-    int rc = db_transaction(db, true, create_migrations_table_tx, why);
-    if (rc != DB_OK) {
-        snprintf(err, errlen, "creating schema_migrations: %s",
-                 why[0]          ? why
-                 : rc == DB_BUSY ? "database is busy"
-                                 : sqlite3_errmsg(db->h));
-        return rc;
-    }
-    warn_unknown_migrations(db);
-
-    for (size_t i = 0; i < s4s_migrations_count; i++) {
-        why[0] = '\0';
-        struct migrate_ctx ctx = {&s4s_migrations[i], false, why, sizeof why};
-        rc = db_transaction(db, true, migrate_one_tx, &ctx);
-        if (rc != DB_OK) {
-            snprintf(err, errlen, "migration %s failed: %s", s4s_migrations[i].name,
-                     why[0]          ? why
-                     : rc == DB_BUSY ? "database is busy"
-                                     : sqlite3_errmsg(db->h));
-            return rc;
-        }
-        if (ctx.applied) {
-            (*applied)++;
-            log_info("db: applied migration %s", s4s_migrations[i].name);
-        }
-    }
-    return DB_OK;
-}
-
-int db_migration_status(struct db *db, db_migration_status_fn fn, void *ctx)
-{
-    /* Reading only: a database never migrated has no schema_migrations yet. */
-    struct db_stmt *st = db_prepare(
-        db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'");
-    if (!st)
-        return DB_ERROR;
-    int rc = db_step(st);
-    db_reset(st);
-    if (rc != DB_ROW && rc != DB_OK)
-        return rc;
-    bool have_table = rc == DB_ROW;
-
-    for (size_t i = 0; i < s4s_migrations_count; i++) {
-        const char *name = s4s_migrations[i].name;
-        if (!have_table) {
-            fn(name, false, NULL, ctx);
-            continue;
-        }
-        st = db_prepare(db, "SELECT applied_at FROM schema_migrations WHERE name = ?");
-        if (!st || db_bind_text(st, 1, name) != DB_OK)
-            return DB_ERROR;
-        rc = db_step(st);
-        if (rc == DB_ROW) {
-            fn(name, true, db_column_text(st, 0), ctx);
-        } else if (rc == DB_OK) {
-            fn(name, false, NULL, ctx);
-        } else {
-            db_reset(st);
-            return rc;
-        }
-        db_reset(st);
-    }
-    return DB_OK;
-}
-
-int db_step_done(struct db_stmt *st)
-{
-    int rc = db_step(st);
-    if (rc == DB_ROW) {
-        db_reset(st);
-        rc = DB_OK;
-    }
-    return rc;
-}

@@ -302,7 +302,7 @@ void h_metrics(struct request *r)
             "# HELP s4s_version_conflicts_total Project writes refused with 409.\n"
             "# TYPE s4s_version_conflicts_total counter\n"
             "s4s_version_conflicts_total %llu\n"
-            "# HELP s4s_db_busy_retries_total Transactions retried after SQLITE_BUSY.\n"
+            "# HELP s4s_db_busy_retries_total Transactions retried: busy, locked, serialization.\n"
             "# TYPE s4s_db_busy_retries_total counter\n"
             "s4s_db_busy_retries_total %llu\n"
             "# HELP s4s_uploaded_bytes_total Request body bytes read.\n"

@@ -36,7 +36,7 @@ static const char *visible_role(const struct request *r)
 
 static void db_failed(struct request *r, int rc, const char *what)
 {
-    if (rc == DB_BUSY || rc == DB_FULL) {
+    if (rc == DB_BUSY || rc == DB_FULL || rc == DB_UNAVAILABLE) {
         resp_db_err(r, rc);
         return;
     }

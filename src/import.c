@@ -619,14 +619,35 @@ static const char *const table_label[T_COUNT] = {
     "shares", "assets", "backpack items", "sessions",
 };
 
-/* Step an INSERT … ON CONFLICT DO NOTHING and count what it did. A
- * constraint failure (a foreign key: the owner is not in the upstream
- * database either) leaves the row out with a note. Returns a DB_* code to
- * abort the transaction with, or DB_OK. *inserted tells whether a row went in. */
+/* Step an INSERT … ON CONFLICT DO NOTHING and count what it did. A row that
+ * fails a constraint (a foreign key: its owner is not in the upstream
+ * database either) is left out with a note. With owned, the row's user is
+ * looked up first and a row whose user is missing left out the same way:
+ * PostgreSQL, unlike SQLite, aborts the whole transaction at a failed
+ * constraint. Returns a DB_* code to abort the transaction with, or DB_OK.
+ * *inserted tells whether a row went in. */
 static int insert_counted(struct import *im, struct db_stmt *st, int table, const char *key,
-                          bool *inserted)
+                          bool owned, const char *user, bool *inserted)
 {
-    int rc = db_step(st);
+    int rc = DB_OK;
+    if (owned && !user) {
+        rc = DB_CONSTRAINT;
+    } else if (owned) {
+        struct db_stmt *q = db_prepare(im->db, "SELECT 1 FROM users WHERE id = ?");
+        if (!q)
+            return DB_ERROR;
+        db_bind_text(q, 1, user);
+        rc = db_step(q);
+        db_reset(q);
+        if (rc == DB_OK)
+            rc = DB_CONSTRAINT; /* no such user */
+        else if (rc != DB_ROW)
+            return rc;
+    }
+    if (rc == DB_CONSTRAINT)
+        db_reset(st);
+    else
+        rc = db_step(st);
     if (rc == DB_ROW) {
         db_reset(st);
         rc = DB_OK;
@@ -695,7 +716,7 @@ static int tx_users(struct db *db, struct import *im)
         db_bind_text(st, 5, u->created_at);
         db_bind_text(st, 6, u->last_login);
         db_bind_text(st, 7, u->user_data);
-        int rc = insert_counted(im, st, T_USERS, u->id ? u->id : "?", NULL);
+        int rc = insert_counted(im, st, T_USERS, u->id ? u->id : "?", false, NULL, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -738,7 +759,10 @@ static int tx_groups(struct db *db, struct import *im)
             im->t[T_GROUPS].imported++;
             continue;
         }
-        /* The id belongs to another group here: keep the group, not the id. */
+        /* The id belongs to another group here: keep the group, not the id
+         * (a new one after the largest present, explicit ones included). */
+        if ((rc = db_sync_identity(db, "groups", "id")) != DB_OK)
+            return rc;
         st = db_prepare(db, "INSERT INTO groups (name, external_id, description, created_at) "
                             "VALUES (?, ?, ?, ?) RETURNING id");
         if (!st)
@@ -783,7 +807,7 @@ static int tx_members(struct db *db, struct import *im)
         char key[160];
         snprintf(key, sizeof key, "%.100s in group %lld", m->user_id ? m->user_id : "?",
                  (long long)m->group_id);
-        int rc = insert_counted(im, st, T_MEMBERS, key, NULL);
+        int rc = insert_counted(im, st, T_MEMBERS, key, true, m->user_id, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -851,7 +875,7 @@ static int tx_projects(struct db *db, struct import *im)
         db_bind_text(st, 13, p->has_thumb ? p->thumb_sha : NULL);
         db_bind_text(st, 14, p->has_thumb ? p->thumb_type : NULL);
         bool inserted;
-        if ((rc = insert_counted(im, st, T_PROJECTS, key, &inserted)) != DB_OK)
+        if ((rc = insert_counted(im, st, T_PROJECTS, key, true, p->owner, &inserted)) != DB_OK)
             return rc;
         if (!inserted) {
             p->skipped = true;
@@ -873,7 +897,7 @@ static int tx_projects(struct db *db, struct import *im)
         db_bind_int64(st, 4, (int64_t)p->sb3_size);
         db_bind_text(st, 5, p->owner);
         db_bind_text(st, 6, p->updated_at ? p->updated_at : p->created_at ? p->created_at : now);
-        if ((rc = insert_counted(im, st, T_VERSIONS, key, NULL)) != DB_OK)
+        if ((rc = insert_counted(im, st, T_VERSIONS, key, false, NULL, NULL)) != DB_OK)
             return rc;
     }
     return DB_OK;
@@ -906,7 +930,7 @@ static int tx_shares(struct db *db, struct import *im)
         char key[64];
         snprintf(key, sizeof key, "%lld with group %lld", (long long)s->project_id,
                  (long long)s->group_id);
-        int rc = insert_counted(im, st, T_SHARES, key, NULL);
+        int rc = insert_counted(im, st, T_SHARES, key, false, NULL, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -938,7 +962,8 @@ static int tx_assets(struct db *db, struct import *im)
             db_bind_text(st, 7, a->file_path ? a->file_path : "");
         db_bind_text(st, 8, a->created_at);
         db_bind_text(st, 9, a->has_file ? a->sha : NULL);
-        int rc = insert_counted(im, st, T_ASSETS, a->asset_id ? a->asset_id : "?", NULL);
+        int rc =
+            insert_counted(im, st, T_ASSETS, a->asset_id ? a->asset_id : "?", true, a->owner, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -964,7 +989,7 @@ static int tx_backpack(struct db *db, struct import *im)
         db_bind_text(st, 7, b->owner);
         db_bind_text(st, 8, b->created_at);
         db_bind_text(st, 9, b->updated_at);
-        int rc = insert_counted(im, st, T_BACKPACK, b->id ? b->id : "?", NULL);
+        int rc = insert_counted(im, st, T_BACKPACK, b->id ? b->id : "?", true, b->owner, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -991,7 +1016,7 @@ static int tx_sessions(struct db *db, struct import *im)
         char key[96];
         snprintf(key, sizeof key, "of %.60s (stored as %.12s…)", s->user_id ? s->user_id : "?",
                  s->hash);
-        int rc = insert_counted(im, st, T_SESSIONS, key, NULL);
+        int rc = insert_counted(im, st, T_SESSIONS, key, true, s->user_id, NULL);
         if (rc != DB_OK)
             return rc;
     }
@@ -1011,6 +1036,10 @@ static int import_tx(struct db *db, void *ctx)
         (rc = tx_members(db, im)) != DB_OK || (rc = tx_projects(db, im)) != DB_OK ||
         (rc = tx_shares(db, im)) != DB_OK || (rc = tx_assets(db, im)) != DB_OK ||
         (rc = tx_backpack(db, im)) != DB_OK || (rc = tx_sessions(db, im)) != DB_OK)
+        return rc;
+    /* Ids were inserted explicitly: the ones the server generates next must follow them. */
+    if ((rc = db_sync_identity(db, "groups", "id")) != DB_OK ||
+        (rc = db_sync_identity(db, "projects", "id")) != DB_OK)
         return rc;
     return DB_OK;
 }

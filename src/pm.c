@@ -87,7 +87,9 @@ int pm_migrate(const struct config *cfg)
         free(path);
         return -1;
     }
-    log_info("database %s opened (%s)", uri, db_driver_name(db));
+    char *shown = db_uri_display(uri);
+    log_info("database %s opened (%s)", shown, db_driver_name(db));
+    free(shown);
     int applied = 0;
     int rc = db_migrate(db, &applied, err, sizeof err);
     if (rc != DB_OK)

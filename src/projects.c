@@ -458,7 +458,7 @@ int proj_list_shared(struct db *db, const char *base_path, const char *user_id, 
     struct db_stmt *st =
         db_prepare(db, "SELECT " ROW_COLS ", u.username FROM projects p "
                        "LEFT JOIN users u ON u.id = p.owner_id "
-                       "WHERE p.deleted_at IS NULL AND p.is_published = TRUE AND p.owner_id <> ? "
+                       "WHERE p.deleted_at IS NULL AND p.is_published = 1 AND p.owner_id <> ? "
                        "AND p.id IN (SELECT pg.project_id FROM user_groups ug "
                        "JOIN project_groups pg ON pg.group_id = ug.group_id WHERE ug.user_id = ?) "
                        "ORDER BY p.updated_at DESC, p.id DESC");
@@ -485,7 +485,7 @@ int proj_list_shared(struct db *db, const char *base_path, const char *user_id, 
                         "JOIN projects p ON p.id = pg.project_id "
                         "JOIN groups g ON g.id = pg.group_id "
                         "WHERE ug.user_id = ? AND p.deleted_at IS NULL "
-                        "AND p.is_published = TRUE AND p.owner_id <> ? ORDER BY g.name, g.id");
+                        "AND p.is_published = 1 AND p.owner_id <> ? ORDER BY g.name, g.id");
     if (!st) {
         rc = DB_ERROR;
         goto fail;
@@ -632,7 +632,7 @@ static int insert_project(struct db *db, const char *owner_id, const char *title
     struct db_stmt *st = db_prepare(
         db, "INSERT INTO projects (name, description, owner_id, created_at, updated_at, "
             "is_published, version, sb3_sha256, sb3_size, thumbnail_sha256, thumbnail_type) "
-            "VALUES (?, ?, ?, ?, ?, FALSE, 1, ?, ?, ?, ?) RETURNING id");
+            "VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?, ?, ?) RETURNING id");
     if (!st)
         return DB_ERROR;
     db_bind_text(st, 1, title);

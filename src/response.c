@@ -166,7 +166,11 @@ void resp_err(struct request *r, enum s4s_err err, const char *msg)
 
 void resp_db_err(struct request *r, int db_rc)
 {
-    resp_err(r, db_rc == DB_BUSY ? ERR_BUSY : db_rc == DB_FULL ? ERR_NO_SPACE : ERR_INTERNAL, NULL);
+    resp_err(r,
+             db_rc == DB_BUSY || db_rc == DB_UNAVAILABLE ? ERR_BUSY
+             : db_rc == DB_FULL                          ? ERR_NO_SPACE
+                                                         : ERR_INTERNAL,
+             NULL);
 }
 
 void resp_empty(struct request *r, int status)

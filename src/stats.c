@@ -2,8 +2,9 @@
  * stats.c — s4s-admin stats: what the installation holds. Row counts from
  * one read transaction (users by role, groups, projects live and deleted,
  * versions, assets, backpack items, sessions live and expired) and sizes
- * (blob store, temp files, the database file and its WAL). Plain text or
- * --json; read-only and cheap (no blob is read, only listed).
+ * (blob store, temp files, the database: SQLite's file and its WAL, or
+ * PostgreSQL's pg_database_size). Plain text or --json; read-only and cheap
+ * (no blob is read, only listed).
  */
 #include "admin.h"
 #include "blobrefs.h"
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 struct stats {
     cJSON *counts, *roles;
@@ -128,10 +128,14 @@ int cmd_stats(struct admin *a, int argc, char **argv)
     cJSON *out = NULL;
     int ret = EXIT_FAIL;
 
-    if (!(db_path = admin_database_path(a)))
+    bool pg = db_uri_is_postgres(a->cfg.database_uri);
+    if (!pg && !(db_path = admin_database_path(a)))
         goto done;
     if (admin_open_database(a, false, &db) < 0 || admin_require_migrated(db) < 0)
         goto done;
+    /* PostgreSQL: its URI (without a password) stands where SQLite's path does. */
+    if (pg)
+        db_path = db_uri_display(a->cfg.database_uri);
     db_ts_now(s.now);
     if (db_transaction(db, false, counts_tx, &s) != DB_OK) {
         fprintf(stderr, "s4s-admin: cannot read the database\n");
@@ -146,8 +150,7 @@ int cmd_stats(struct admin *a, int argc, char **argv)
         fprintf(stderr, "s4s-admin: reading %s: %s\n", a->cfg.data_dir, strerror(errno));
         goto done;
     }
-    struct stat st;
-    int64_t db_size = stat(db_path, &st) == 0 ? (int64_t)st.st_size : -1;
+    int64_t db_size = db_size_bytes(db);
     int64_t wal = db_wal_size(db);
 
     out = cJSON_CreateObject();
@@ -161,6 +164,7 @@ int cmd_stats(struct admin *a, int argc, char **argv)
     cJSON_AddNumberToObject(sizes, "blobs_unreferenced_bytes", (double)s.unreferenced_bytes);
     cJSON_AddNumberToObject(sizes, "temp_files", (double)s.tmp_files);
     cJSON_AddNumberToObject(sizes, "temp_bytes", (double)s.tmp_bytes);
+    cJSON_AddStringToObject(sizes, "database_driver", db_driver_name(db));
     cJSON_AddStringToObject(sizes, "database", db_path);
     cJSON_AddNumberToObject(sizes, "database_bytes", (double)db_size);
     cJSON_AddNumberToObject(sizes, "wal_bytes", (double)wal);
@@ -194,8 +198,11 @@ int cmd_stats(struct admin *a, int argc, char **argv)
             (unsigned long long)s.unreferenced, (unsigned long long)s.unreferenced_bytes);
         printf("temp:      %llu files, %llu bytes\n", (unsigned long long)s.tmp_files,
                (unsigned long long)s.tmp_bytes);
-        printf("database:  %s, %lld bytes, WAL %lld bytes\n", db_path, (long long)db_size,
-               (long long)(wal < 0 ? 0 : wal));
+        if (pg)
+            printf("database:  %s, %lld bytes\n", db_path, (long long)db_size);
+        else
+            printf("database:  %s, %lld bytes, WAL %lld bytes\n", db_path, (long long)db_size,
+                   (long long)(wal < 0 ? 0 : wal));
     }
     ret = EXIT_OK;
 done:

@@ -5,13 +5,12 @@
 # requests at once), a failing refresh, logout, last_accessed touched at most
 # once a minute, and a database dump holding no usable token.
 import os
-import sqlite3
 import sys
 import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from s4s import Stack, Tap, db_rows, db_value, parallel, request, sha256  # noqa: E402
+from s4s import Stack, Tap, db_dump_text, db_rows, db_value, parallel, request, sha256  # noqa: E402
 
 t = Tap()
 SESSION_TTL = 7200
@@ -190,9 +189,7 @@ with Stack(workers=4, config={"SESSION_TTL": str(SESSION_TTL)}) as s:
     t.ok(abs(ts_epoch(la1) - time.time()) < 5, "2 minutes old: one request moves it to now", (old, la1))
 
     # ---- a dump of the database holds no usable token
-    conn = sqlite3.connect(os.path.join(s.data, "main.db"))
-    dump = "\n".join(conn.iterdump())
-    conn.close()
+    dump = db_dump_text(s)  # SQLite: iterdump of main.db; PostgreSQL: pg_dump's data
     tokens = [anna, short]
     t.ok(not any(x in dump for x in tokens), "no session token in the dump")
     t.ok(all(sha256(x.encode()) in dump for x in tokens), "only their SHA-256 (hex) is stored")

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import random
-import sqlite3
 import sys
 import time
 import urllib.parse
@@ -176,17 +175,16 @@ with Stack(workers=2) as s:
     many = {"u-seed-%03d" % i: rnd.randint(0, 3) for i in range(300)}
     db_rows(s, "INSERT INTO users (id, username, role) VALUES ('u-old-1', 'altbestand', NULL)")
     db_rows(s, "INSERT INTO users (id, username, role) VALUES ('u-old-2', 'leer', '')")
-    conn = sqlite3.connect(os.path.join(s.data, "main.db"), timeout=10)
-    with conn:
-        conn.executemany("INSERT INTO users (id, username, role) VALUES (?, ?, 'student')",
-                         [(u, u.replace("u-", "")) for u in many])
-        rows = []
-        for u, n in many.items():
-            rows += [(u, "p%d" % k, None) for k in range(n)]
-            rows.append((u, "deleted", "2026-01-02 00:00:00.000000"))
-        conn.executemany("INSERT INTO projects (owner_id, name, version, created_at, updated_at, deleted_at) "
-                         "VALUES (?, ?, 1, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', ?)", rows)
-    conn.close()
+    # One multi-row INSERT each (db_rows: SQLite or PostgreSQL alike).
+    db_rows(s, "INSERT INTO users (id, username, role) VALUES " + ", ".join(["(?, ?, 'student')"] * len(many)),
+            [x for u in many for x in (u, u.replace("u-", ""))])
+    rows = []
+    for u, n in many.items():
+        rows += [(u, "p%d" % k, None) for k in range(n)]
+        rows.append((u, "deleted", "2026-01-02 00:00:00.000000"))
+    db_rows(s, "INSERT INTO projects (owner_id, name, version, created_at, updated_at, deleted_at) VALUES " +
+            ", ".join(["(?, ?, 1, '2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000', ?)"] * len(rows)),
+            [x for r in rows for x in r])
     t0 = time.time()
     st, j = listing("lehmann")
     list_ms = (time.time() - t0) * 1000

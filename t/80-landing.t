@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from s4s import BUILDDIR, SRCDIR, Stack, Tap, sha256  # noqa: E402
+from s4s import BUILDDIR, SRCDIR, Stack, Tap, db_rows, sha256  # noqa: E402
 
 WWW = os.path.join(SRCDIR, "contrib", "www")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -347,10 +346,7 @@ try:
             t.ok(page.wait("(() => { const i = document.querySelector('#projects img.thumb');"
                            " return !!i && i.complete && i.naturalWidth > 0; })()"),
                  "thumbnail loaded", page.js("document.querySelector('#projects img.thumb')?.src"))
-            db = sqlite3.connect(os.path.join(s.data, "main.db"))
-            rows = db.execute("SELECT name, owner_id, sb3_sha256, version FROM projects"
-                              " WHERE deleted_at IS NULL").fetchall()
-            db.close()
+            rows = db_rows(s, "SELECT name, owner_id, sb3_sha256, version FROM projects WHERE deleted_at IS NULL")
             t.eq(rows, [(title, "u-anna-0001", sha256(sb3), 1)], "stored in the database")
 
         # The artifact: the logged-in page, with the new project when there is one.

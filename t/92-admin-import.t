@@ -19,8 +19,8 @@ import sys
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from s4s import (SAMPLE_JPEG, Stack, Tap, admin, db_dump, db_rows, make_sb3, md5,  # noqa: E402
-                 sample_png, sample_svg, sample_wav, sha256)
+from s4s import (SAMPLE_JPEG, Stack, Tap, admin, db_dump, db_dump_text, db_rows, db_value,  # noqa: E402
+                 make_sb3, md5, project_send, sample_png, sample_svg, sample_wav, sha256)
 
 t = Tap()
 
@@ -228,10 +228,10 @@ with Stack(workers=2) as s:
     t.eq(rc, 0, "import of a Python deployment: exit 0")
     t.ok("project 4: .sb3 file missing (%s)" % p4 in out, "the missing .sb3 is reported with its row", out + err)
     t.ok("nothing new" not in out, "the first run imports", out)
-    dump1 = db_dump(os.path.join(s.data, "main.db"))
+    dump1 = db_dump_text(s)
     rc, out2, err = admin(s, "import", os.path.join(A.root, "main.db"))   # the file form of PATH
     t.ok(rc == 0 and "nothing new" in out2, "a second run imports nothing new and says so", out2 + err)
-    t.eq(db_dump(os.path.join(s.data, "main.db")), dump1, "a second run changes no row")
+    t.eq(db_dump_text(s), dump1, "a second run changes no row")
     t.eq(tree(A.root), upstream_before, "the upstream database and files are untouched (adopted, not moved)")
 
     q = lambda sql, a=(): db_rows(s, sql, a)  # noqa: E731
@@ -373,11 +373,24 @@ with Stack(workers=2) as s:
                                                    "blobs_unreferenced")},
          {"blobs": 11, "blob_bytes": sum(os.path.getsize(b) for b in blobs), "blobs_referenced": 11,
           "blobs_unreferenced": 0}, "stats --json: the blob store (5 .sb3, 3 thumbnails, 3 assets)")
-    t.eq(st.get("storage", {}).get("database_bytes"), os.path.getsize(os.path.join(s.data, "main.db")),
-         "stats --json: the database file's size")
+    if s.pg_uri:
+        t.eq(st.get("storage", {}).get("database_bytes"), db_value(s, "SELECT pg_database_size(current_database())"),
+             "stats --json: the database's size (pg_database_size)")
+    else:
+        t.eq(st.get("storage", {}).get("database_bytes"), os.path.getsize(os.path.join(s.data, "main.db")),
+             "stats --json: the database file's size")
     rc, out, err = admin(s, "stats")
     t.ok(rc == 0 and "users:     4 (3 student, 1 teacher)" in out and "sessions:  1 live, 1 expired" in out,
          "stats: plain text", out + err)
+
+    # ---------------------------------------------------------------- ids the server generates afterwards
+    # (PostgreSQL: the identity sequences were moved past the imported ids.)
+    clara = s.login("clara")
+    t.eq(q("SELECT id FROM groups WHERE external_id = 'klasse-7b'"), [(theater + 1,)],
+         "a group a login creates after the import gets the next id after the imported ones")
+    r = project_send(s, "POST", "/backend/api/projects?title=Neu", clara, sb3=make_sb3("after-import"))
+    t.eq((r.status, (r.json() or {}).get("id")), (200, 101),
+         "a project created after the import gets the next id after the imported ones")
 
     # ---------------------------------------------------------------- migrate, in place, on the old file
     env = {"DATABASE_URI": "sqlite:///" + old_copy}

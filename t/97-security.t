@@ -32,8 +32,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from s4s import (SRCDIR, Stack, Tap, db_rows, db_value, free_port, make_sb3, md5, multipart,  # noqa: E402
-                 project_row, project_send, reload_stack, request, sample_png, sample_svg)
+from s4s import (SRCDIR, Stack, Tap, db_dump_text, db_rows, db_value, free_port, make_sb3, md5,  # noqa: E402
+                 multipart, project_row, project_send, reload_stack, request, sample_png, sample_svg)
 
 t = Tap()
 CLIENT_SECRET = "sec-client-secret-" + os.urandom(6).hex()
@@ -168,14 +168,20 @@ def secrets_run():
         t.ok(len(logs.splitlines()) > 20 and "debug" in logs, "a debug-level log to search (%d lines)" %
              len(logs.splitlines()))
         t.eq([k for k, v in secrets.items() if v in logs], [], "no secret in the server's log")
-        raw = b""
-        for suffix in ("", "-wal", "-shm"):
-            p = os.path.join(s.data, "main.db" + suffix)
-            if os.path.exists(p):
-                with open(p, "rb") as f:
-                    raw += f.read()
-        t.eq([k for k, v in secrets.items() if v.encode() in raw], [],
-             "no secret anywhere in the database files (main.db, -wal, -shm)")
+        if s.pg_uri:
+            dump = db_dump_text(s)  # pg_dump: every row of every table
+            t.ok("COPY public.oauth_sessions" in dump and "\tGeheim\t" in dump,
+                 "a dump of the database to search (it holds the project uploaded above)")
+            t.eq([k for k, v in secrets.items() if v in dump], [], "no secret anywhere in the database (pg_dump)")
+        else:
+            raw = b""
+            for suffix in ("", "-wal", "-shm"):
+                p = os.path.join(s.data, "main.db" + suffix)
+                if os.path.exists(p):
+                    with open(p, "rb") as f:
+                        raw += f.read()
+            t.eq([k for k, v in secrets.items() if v.encode() in raw], [],
+                 "no secret anywhere in the database files (main.db, -wal, -shm)")
 
 
 # ---------------------------------------------------------------- the route table

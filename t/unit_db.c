@@ -1,10 +1,11 @@
 /*
- * unit_db.c — TAP tests for the SQLite driver (db_sqlite.c, included so its
+ * unit_db.c — TAP tests for db.c and the SQLite driver (db_sqlite.c, both included so their
  * statics are reachable) and the embedded migrations: connection settings,
  * the statement cache, binding, result codes, compare-and-swap, transactions
  * with BUSY retry against a second process holding the write lock, WAL
  * checkpointing, and adopting a database the Python backend made.
  */
+#include "../src/db.c"
 #include "../src/db_sqlite.c"
 
 #include "tap.h"
@@ -61,7 +62,7 @@ static int64_t query_int(struct db *db, const char *sql)
 static bool has_column(struct db *db, const char *table, const char *column)
 {
     bool exists = false;
-    return column_exists(db, table, column, &exists) == DB_OK && exists;
+    return lite_column_exists(db, table, column, &exists) == DB_OK && exists;
 }
 
 static struct db *open_or_die(const char *path, int busy_ms, uint64_t *counter)
@@ -111,8 +112,11 @@ static void test_open(void)
     ok(strstr(err, "does not exist") != NULL, "… saying the directory does not exist (%s)", err);
     free(missing);
 
-    ok(db_open("postgresql://u:p@host/db", NULL, &db, err, sizeof err) != 0, "postgres refused");
-    is_str(err, "PostgreSQL is not supported yet", "… with a clear message");
+    ok(db_open("postgresql://u:p@nonexistent.invalid/db", NULL, &db, err, sizeof err) != 0 &&
+           db == NULL,
+       "an unreachable PostgreSQL is an error");
+    ok(strncmp(err, "PostgreSQL: could not translate host name", 41) == 0,
+       "… saying libpq's reason (%s)", err);
     ok(db_open("mysql://host/db", NULL, &db, err, sizeof err) != 0, "other schemes refused");
 
     ok(db_open(":memory:", NULL, &db, err, sizeof err) == 0, "in-memory database opens");
@@ -577,7 +581,7 @@ static void test_transactions(void)
     is_int(db_transaction(db, true, tx_insert_then_fail, "two"), DB_ERROR,
            "fn's DB_ERROR is returned");
     is_int(query_int(db, "SELECT count(*) FROM tx_t WHERE v = 'two'"), 0, "and rolled back");
-    ok(sqlite3_get_autocommit(db->h), "no transaction left open");
+    ok(sqlite3_get_autocommit(LITE(db)->h), "no transaction left open");
     db_exec(db, "INSERT INTO tx_t (v) VALUES ('dup')");
     is_int(db_transaction(db, true, tx_insert_then_constraint, NULL), DB_CONSTRAINT,
            "fn's DB_CONSTRAINT is returned");
@@ -742,13 +746,33 @@ static void test_busy(void)
     is_int(rc, DB_BUSY, "retries exhausted → DB_BUSY (%lld ms)", (long long)took);
     is_int(counter, DB_TX_MAX_RETRIES, "every retry counted");
     ok(took < 2500, "gave up before the lock was released");
-    ok(sqlite3_get_autocommit(db->h), "no transaction left open");
+    ok(sqlite3_get_autocommit(LITE(db)->h), "no transaction left open");
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     is_int(db_transaction(db, true, tx_insert_b, "later"), DB_OK,
            "works once the other process is gone");
     db_close(db);
     free(path);
+}
+
+/* Passwords never reach a log line. */
+static void test_uri_display(void)
+{
+    static const char *const cases[][2] = {
+        {"postgresql://s4s:geheim@db.school.lan:5432/s4s",
+         "postgresql://s4s:***@db.school.lan:5432/s4s"},
+        {"postgres://s4s@db/s4s", "postgres://s4s@db/s4s"},
+        {"postgresql://db/s4s?user=s4s&password=geheim&sslmode=require",
+         "postgresql://db/s4s?user=s4s&password=***&sslmode=require"},
+        {"postgresql://u:p%40ss@h/d?password=x", "postgresql://u:***@h/d?password=***"},
+        {"sqlite:////var/lib/s4s/main.db", "sqlite:////var/lib/s4s/main.db"},
+        {"/var/lib/s4s/main.db", "/var/lib/s4s/main.db"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *shown = db_uri_display(cases[i][0]);
+        is_str(shown, cases[i][1], "db_uri_display(%s)", cases[i][0]);
+        free(shown);
+    }
 }
 
 int main(void)
@@ -768,6 +792,7 @@ int main(void)
     test_statements();
     test_transactions();
     test_busy();
+    test_uri_display();
 
     rm_tree(tmpdir);
     return tap_done();

@@ -102,6 +102,9 @@ def parse_args():
                     help="also run against a database of 100k projects, 1M assets, 50k users, 5k groups and compare")
     ap.add_argument("--scale-only", action="store_true", help="with --scale: skip the small database run")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds of rest between wrk runs (default 1)")
+    ap.add_argument("--pg", metavar="ADMIN_URI",
+                    help="run against PostgreSQL: a fresh database is made on this server (e.g. the URI "
+                         "`sh contrib/pg.sh start DIR` prints) and dropped afterwards; --scale is SQLite only")
     ap.add_argument("--json", help="also write every measurement to this file")
     ap.add_argument("--keep", action="store_true", help="keep the stack's temporary directory")
     ap.add_argument("--hold", action="store_true",
@@ -573,7 +576,14 @@ def worker_mem(s):
 def durability(s, d, n_writes=5):
     """What keeps a write durable, as the running server does it: the journal
     mode from the database file, and the fsyncs a worker really makes per PUT
-    (PRAGMA synchronous is per connection, so it cannot be read from outside)."""
+    (PRAGMA synchronous is per connection, so it cannot be read from outside).
+    On PostgreSQL the server's own settings, read from it."""
+    if s.pg_uri:
+        rows = s4s.pg_rows(s.pg_uri, "SELECT name, setting FROM pg_settings WHERE name IN "
+                                     "('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method') "
+                                     "ORDER BY name")
+        return ["PostgreSQL " + ", ".join("%s=%s" % r for r in rows) +
+                "; writes are SERIALIZABLE transactions (src/db_pg.c); blobs fsync'd as with SQLite"]
     import sqlite3
     conn = sqlite3.connect(os.path.join(s.data, "main.db"), timeout=10)
     try:
@@ -765,6 +775,8 @@ def start_stack(a, scale=False):
     # same machine must not pull the stack out from under the benchmark.
     os.makedirs(BENCH_TMP, exist_ok=True)
     tempfile.tempdir = BENCH_TMP
+    if a.pg:
+        s4s.PG = a.pg  # the harness's PostgreSQL mode: a fresh database per stack
     s = BenchStack(nginx_workers=a.nginx_workers, body_buffer=a.nginx_body_buffer, workers=a.workers,
                    config=stack_config(a))
     if scale:
@@ -811,11 +823,15 @@ def main():
     a = ARGS
     if not WRK:
         die("wrk is not installed: apt-get install wrk")
+    if a.pg and a.scale:
+        die("--scale seeds SQLite directly; run it without --pg")
     m = machine()
     print("# s4s-fcgi from %s; %d workers; SENDFILE=%s; MAX_REQUESTS=%d; nginx worker_processes %s, "
           "client_body_buffer_size %s" % (a.builddir, a.workers, a.sendfile, a.max_requests, a.nginx_workers,
                                           a.nginx_body_buffer or "default (16k)"))
     print("# machine: %s CPUs, %s; load average at start %s" % (m["nproc"], m["cpu"], m["load"]))
+    print("# database: %s" % ("PostgreSQL (a fresh database on %s)" % re.sub(r":[^:@/]*@", ":***@", a.pg)
+                              if a.pg else "SQLite"))
     print("# wrk: -t1 at 1 connection, -t2 above; -d%ds; %d repeat(s), medians reported" % (a.duration, a.repeats))
     runs = {}
     if not (a.scale and a.scale_only):

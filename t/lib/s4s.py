@@ -5,11 +5,18 @@ an nginx configuration and logs; start() launches the real s4s-fcgi master
 (foreground) on a unix socket and a real nginx in front of it on a free
 loopback port. Tests talk HTTP to nginx only, as the frontend does.
 Standard library only: these run on a fresh Debian with python3.
+
+PostgreSQL mode: when S4S_TEST_PG holds the admin URI of a running cluster
+(contrib/pg.sh, contrib/test.sh --pg), every Stack creates a database of its
+own, points DATABASE_URI at it and drops it when stopped; db_rows() then
+talks to it through psql.
 """
 import hashlib
 import http.client
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -29,6 +36,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 IDP = os.path.join(SRCDIR, "contrib", "idp", "s4s-idp.py")
 OAUTH_CLIENT_ID = "s4s-test"
 OAUTH_CLIENT_SECRET = "s4s-test-secret"
+# The admin URI of a throwaway PostgreSQL cluster, or None: SQLite.
+PG = os.environ.get("S4S_TEST_PG")
 
 
 # ---------------------------------------------------------------- TAP
@@ -49,6 +58,12 @@ class Tap:
 
     def eq(self, got, want, name):
         return self.ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
+
+    def skip(self, name, reason):
+        """A check that has no meaning in this configuration (e.g. a SQLite
+        file when the database is PostgreSQL): counted, reported, not run."""
+        self.n += 1
+        print("ok %d - %s # skip %s" % (self.n, name, reason), flush=True)
 
     def diag(self, msg):
         for line in str(msg).splitlines():
@@ -238,6 +253,15 @@ class Stack:
                 "SECRET_KEY": "test-secret-key-not-for-production",
             })
         self.config.update(config or {})
+        # PostgreSQL mode: a fresh database per stack, unless the test names one.
+        self.pg_db = None
+        self.pg_uri = None
+        if PG and "DATABASE_URI" not in (config or {}):
+            self.pg_db = "s4s_t_" + secrets.token_hex(8)
+            pg_exec(PG, "CREATE DATABASE %s TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+                    % self.pg_db)
+            self.pg_uri = pg_database_uri(PG, self.pg_db)
+            self.config["DATABASE_URI"] = self.pg_uri
         self.env = dict(os.environ)
         self.env["S4S_TEST_ROUTES"] = "1"
         self.env.update(env or {})
@@ -253,6 +277,9 @@ class Stack:
     def write_nginx(self, nginx_body_limit="64m"):
         os.makedirs(os.path.join(self.dir, "nginx-tmp"), exist_ok=True)
         upstream = ("127.0.0.1:%d" % self.tcp_port) if self.tcp_port else ("unix:" + self.sock)
+        # More servers in the upstream block (t/98: a second instance on its own socket).
+        for extra in getattr(self, "extra_upstreams", ()):
+            upstream += "; server " + extra
         conf = NGINX_CONF.format(dir=self.dir, port=self.port, ext_port=self.ext_port,
                                  upstream=upstream, data=self.data,
                                  nginx_body_limit=nginx_body_limit,
@@ -415,10 +442,30 @@ class Stack:
         report = self.sanitizer_reports()
         if os.environ.get("S4S_KEEP_TMP") or report:
             print("# kept " + self.dir)
+            if self.pg_db:
+                print("# kept database " + self.pg_uri)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+            self.drop_database()
         if report:
             raise RuntimeError("sanitizer report in the server's output:\n" + report)
+
+    def drop_database(self):
+        """PostgreSQL mode: drop the stack's database (sessions still on it are ended)."""
+        if not self.pg_db:
+            return
+        try:
+            pg_exec(PG, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.pg_db)
+            self.pg_db = None
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            print("# could not drop database %s: %s" % (self.pg_db, str(e).replace("\n", " ")), flush=True)
+
+    def psql(self, sql):
+        """Run sql (any number of statements) on the stack's PostgreSQL database
+        with psql; returns psql's unaligned, tuples-only output."""
+        if not self.pg_uri:
+            raise RuntimeError("psql: the stack is not in PostgreSQL mode (S4S_TEST_PG unset)")
+        return pg_exec(self.pg_uri, sql)
 
     def sanitizer_reports(self):
         """ASan/UBSan findings the server (or a worker) wrote to its logs."""
@@ -464,7 +511,11 @@ def parallel(n, fn):
 
 # ---------------------------------------------------------------- login & sessions (t/5x tests)
 def db_rows(s, sql, args=()):
-    """Run one statement on the stack's SQLite database (committed); returns its rows."""
+    """Run one statement (? placeholders) on the stack's database, committed;
+    returns its rows as a list of tuples, as sqlite3's fetchall() does. In
+    PostgreSQL mode through psql (see pg_rows)."""
+    if getattr(s, "pg_uri", None):
+        return pg_rows(s.pg_uri, sql, args)
     import sqlite3
     conn = sqlite3.connect(os.path.join(s.data, "main.db"), timeout=10)
     try:
@@ -477,6 +528,243 @@ def db_rows(s, sql, args=()):
 def db_value(s, sql, args=()):
     rows = db_rows(s, sql, args)
     return rows[0][0] if rows else None
+
+
+# ---------------------------------------------------------------- PostgreSQL mode (S4S_TEST_PG)
+_PSQL = []
+
+
+def _psql_path():
+    """psql from the newest /usr/lib/postgresql/N/bin, else from PATH. Debian's
+    /usr/bin/psql is a Perl wrapper that costs ~35 ms a call."""
+    if not _PSQL:
+        best = None
+        root = "/usr/lib/postgresql"
+        for d in os.listdir(root) if os.path.isdir(root) else []:
+            p = os.path.join(root, d, "bin", "psql")
+            if d.isdigit() and os.access(p, os.X_OK) and (best is None or int(d) > best[0]):
+                best = (int(d), p)
+        found = best[1] if best else shutil.which("psql")
+        if not found:
+            raise RuntimeError("psql not found: install the Debian package postgresql-client")
+        _PSQL.append(found)
+    return _PSQL[0]
+
+
+def pg_database_uri(admin_uri, dbname):
+    """admin_uri with its database replaced by dbname (user, host, port and query kept)."""
+    u = urllib.parse.urlsplit(admin_uri)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
+
+
+def pg_exec(uri, sql, timeout=120):
+    """Run sql (fed on stdin: no argument length limit) with psql on uri, stopping
+    at the first error; returns the unaligned, tuples-only output. An error
+    raises RuntimeError with psql's message."""
+    env = dict(os.environ)
+    env.update(PGCLIENTENCODING="UTF8", PGTZ="UTC", PGCONNECT_TIMEOUT="10")
+    # pg_literal's quoting assumes backslashes are plain characters in '…'.
+    env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c standard_conforming_strings=on").strip()
+    p = subprocess.run([_psql_path(), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", uri, "-f", "-"],
+                       input=sql.encode("utf-8"), capture_output=True, env=env, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("psql failed (exit %d): %s\n-- the SQL: %s"
+                           % (p.returncode, p.stderr.decode("utf-8", "replace").strip(), sql[:2000]))
+    return p.stdout.decode("utf-8")
+
+
+def pg_literal(v):
+    """v as a PostgreSQL literal, for the ? placeholders of db_rows."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        # Untyped, so it fits a BOOLEAN column and an INTEGER one alike (sqlite3 binds 1/0).
+        return "'1'" if v else "'0'"
+    if isinstance(v, int):
+        return "(%d)" % v if v < 0 else "%d" % v  # parenthesised: "x - -1" would start a comment
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return "'%s'::float8" % ("NaN" if v != v else "Infinity" if v > 0 else "-Infinity")
+        return "(%r)" % v if v < 0 else "%r" % v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "'\\x%s'::bytea" % bytes(v).hex()
+    if isinstance(v, str):
+        if "\0" in v:
+            raise ValueError("PostgreSQL text cannot hold NUL characters")
+        return "'" + v.replace("'", "''") + "'"
+    raise TypeError("no PostgreSQL literal for %r" % type(v).__name__)
+
+
+# Where a piece of SQL that is not plain code starts, and how it ends.
+_SQL_QUOTED = re.compile(r"""[eE]'|'|"|--|/\*|\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$|\?""")
+
+
+def pg_bind(sql, args):
+    """sql with each ? placeholder (outside literals, quoted identifiers and
+    comments) replaced by the literal of the next argument. Returns the bound
+    text and the code only (literals and comments blanked, for keyword tests)."""
+    out, code, i, n, used = [], [], 0, len(sql), 0
+    while True:
+        m = _SQL_QUOTED.search(sql, i)
+        if not m:
+            out.append(sql[i:])
+            code.append(sql[i:])
+            break
+        start, tok = m.start(), m.group()
+        if tok[0] in "eE" and start > 0 and (sql[start - 1].isalnum() or sql[start - 1] in "_$"):
+            # The end of an identifier such as "name'": only the quote starts a literal.
+            start, tok = start + 1, "'"
+        out.append(sql[i:start])
+        code.append(sql[i:start])
+        if tok == "?":
+            if used >= len(args):
+                raise ValueError("db_rows: more ? placeholders than the %d arguments" % len(args))
+            lit = pg_literal(args[used])
+            used += 1
+            out.append(lit)
+            code.append(" " * len(lit))
+            i = start + 1
+            continue
+        if tok.startswith("$") and start > 0 and (sql[start - 1].isalnum() or sql[start - 1] == "_"):
+            out.append(tok[0])  # a $ inside an identifier, not a dollar quote
+            code.append(tok[0])
+            i = start + 1
+            continue
+        j = start + len(tok)
+        if tok in ("'", "E'", "e'"):
+            while True:  # '' is a quote inside the literal; in E'…' so is \\'
+                if j >= n:
+                    raise ValueError("db_rows: unterminated string literal in %r" % sql)
+                if tok != "'" and sql[j] == "\\":
+                    j += 2
+                elif sql[j] == "'":
+                    if j + 1 < n and sql[j + 1] == "'":
+                        j += 2
+                    else:
+                        j += 1
+                        break
+                else:
+                    j += 1
+        elif tok == '"':
+            while True:
+                k = sql.find('"', j)
+                if k < 0:
+                    raise ValueError("db_rows: unterminated quoted identifier in %r" % sql)
+                j = k + 1
+                if not sql.startswith('"', j):
+                    break
+                j += 1
+        elif tok == "--":
+            k = sql.find("\n", j)
+            j = n if k < 0 else k
+        elif tok == "/*":
+            depth = 1  # PostgreSQL's block comments nest
+            while depth:
+                a, b = sql.find("/*", j), sql.find("*/", j)
+                if b < 0:
+                    raise ValueError("db_rows: unterminated comment in %r" % sql)
+                if 0 <= a < b:
+                    depth, j = depth + 1, a + 2
+                else:
+                    depth, j = depth - 1, b + 2
+        else:  # $tag$ … $tag$
+            k = sql.find(tok, j)
+            if k < 0:
+                raise ValueError("db_rows: unterminated dollar quote in %r" % sql)
+            j = k + len(tok)
+        out.append(sql[start:j])
+        code.append(" " * (j - start))
+        i = j
+    if used != len(args):
+        raise ValueError("db_rows: %d ? placeholders but %d arguments" % (used, len(args)))
+    return "".join(out), "".join(code)
+
+
+def _json_rows(text):
+    """The rows in psql's output of `SELECT row_to_json(q) …`: one JSON object a
+    row. Each row is a list of (value, its JSON text) in column order: names
+    may repeat, and json columns are wanted as the text they hold."""
+    dec = json.JSONDecoder()
+    ws = re.compile(r"\s*")
+    rows, i = [], ws.match(text, 0).end()
+    while i < len(text):
+        if text[i] != "{":
+            raise ValueError("db_rows: unexpected psql output at %d: %r" % (i, text[i:i + 80]))
+        i = ws.match(text, i + 1).end()
+        row = []
+        if text[i] == "}":
+            i += 1
+        else:
+            while True:
+                _, i = dec.raw_decode(text, i)  # the column name
+                i = ws.match(text, i).end()
+                if text[i] != ":":
+                    raise ValueError("db_rows: unexpected psql output at %d" % i)
+                i = ws.match(text, i + 1).end()
+                value, j = dec.raw_decode(text, i)
+                row.append((value, text[i:j]))
+                i = ws.match(text, j).end()
+                if text[i] == ",":
+                    i = ws.match(text, i + 1).end()
+                elif text[i] == "}":
+                    i += 1
+                    break
+                else:
+                    raise ValueError("db_rows: unexpected psql output at %d" % i)
+        rows.append(row)
+        i = ws.match(text, i).end()
+    return rows
+
+
+def _pg_value(value, raw, pgtype):
+    """A column value from row_to_json as sqlite3 would return it."""
+    if value is None:
+        return None
+    if pgtype in ("json", "jsonb"):
+        return raw  # the text, as SQLite's JSON (text) column gives it
+    if isinstance(value, bool):
+        return int(value)  # SQLite has no booleans: 1/0
+    if pgtype == "bytea":
+        return bytes.fromhex(value[2:])  # "\\x…"
+    if pgtype and pgtype.startswith("timestamp"):
+        return value.replace("T", " ", 1)  # row_to_json writes ISO 8601; PostgreSQL's text form has a space
+    return value
+
+
+_GDESC_END = "@@s4s-db_rows-types-end@@"
+
+
+def pg_rows(uri, sql, args=()):
+    """db_rows in PostgreSQL mode: bind the arguments as literals and run the
+    statement with psql. Statements yielding rows (SELECT, WITH, VALUES, or
+    RETURNING) are wrapped in row_to_json, so the values come back typed; the
+    result column types (psql's \\gdesc) say which JSON strings are timestamps,
+    bytea or JSON text. Others run as they are and give []."""
+    bound, code = pg_bind(sql, tuple(args))
+    # A trailing ; would end the statement inside the wrapper.
+    stripped = code.rstrip()
+    if stripped.endswith(";"):
+        bound = bound[:len(stripped) - 1] + bound[len(stripped):]
+        code = stripped[:-1]
+    first = re.match(r"[\s(]*([A-Za-z]*)", code).group(1).upper()
+    returning = re.search(r"\bRETURNING\b", code, re.IGNORECASE) is not None
+    if returning:
+        wrapped = "WITH s4s_q AS (\n%s\n) SELECT row_to_json(s4s_q) FROM s4s_q" % bound
+    elif first in ("SELECT", "WITH", "VALUES", "TABLE"):
+        wrapped = "SELECT row_to_json(s4s_q) FROM (\n%s\n) s4s_q" % bound
+    else:
+        pg_exec(uri, bound + "\n;\n")
+        return []
+    out = pg_exec(uri, "%s\n\\gdesc\n\\echo %s\n%s\n;\n" % (bound, _GDESC_END, wrapped))
+    desc, sep, data = out.partition(_GDESC_END + "\n")
+    if not sep:
+        raise RuntimeError("db_rows: unexpected psql output: %r" % out[:200])
+    types = [line.rsplit("|", 1)[-1] for line in desc.split("\n") if line]
+    result = []
+    for row in _json_rows(data):
+        t = types if len(types) == len(row) else [None] * len(row)
+        result.append(tuple(_pg_value(v, raw, ty) for (v, raw), ty in zip(row, t)))
+    return result
 
 
 def login_begin(s, user, tamper=None):
@@ -685,3 +973,40 @@ def db_dump(path):
         return out
     finally:
         conn.close()
+
+
+def db_dump_text(s):
+    """The stack's whole database as text, to search for what must not be
+    stored in clear and to compare before/after: SQLite's iterdump of main.db,
+    or in PostgreSQL mode pg_dump's plain data, made comparable: the rows of
+    each table sorted (equal contents, equal text, whatever their physical
+    order), without the per-run \\restrict key and without sequence positions
+    (not rows: an INSERT that meets a conflict still advances them)."""
+    if not getattr(s, "pg_uri", None):
+        import sqlite3
+        conn = sqlite3.connect(os.path.join(s.data, "main.db"), timeout=10)
+        try:
+            return "\n".join(conn.iterdump())
+        finally:
+            conn.close()
+    # pg_dump from where psql was found (the newest /usr/lib/postgresql/N/bin).
+    tool = os.path.join(os.path.dirname(_psql_path()), "pg_dump")
+    env = dict(os.environ, PGCLIENTENCODING="UTF8", PGTZ="UTC", PGCONNECT_TIMEOUT="10")
+    p = subprocess.run([tool, "--data-only", "--format=plain", "--no-owner", "--no-privileges", "-d", s.pg_uri],
+                       stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=120)
+    if p.returncode != 0:
+        raise RuntimeError("pg_dump failed (exit %d): %s" % (p.returncode, p.stderr.decode("utf-8", "replace")))
+    out, rows = [], None
+    for line in p.stdout.decode("utf-8").split("\n"):
+        if rows is not None and line != "\\.":
+            rows.append(line)
+            continue
+        if rows is not None:
+            out += sorted(rows)
+            rows = None
+        elif line.startswith("COPY ") and line.endswith(" FROM stdin;"):
+            rows = []
+        elif line.startswith(("\\restrict ", "\\unrestrict ", "SELECT pg_catalog.setval(")):
+            continue
+        out.append(line)
+    return "\n".join(out)
