@@ -24,7 +24,7 @@ command -v "$CC" >/dev/null 2>&1 || {
     echo "fuzz/run.sh: $CC not found (Debian: apt-get install clang libclang-rt-14-dev)" >&2
     exit 2
 }
-pkgs="fcgi sqlite3 libcjson libmagic libcrypto libcurl libzip"
+pkgs="fcgi sqlite3 libpq libcjson libmagic libcrypto libcurl libzip"
 pkg_cflags=$(pkg-config --cflags $pkgs)
 pkg_libs=$(pkg-config --libs $pkgs)
 # The library code gets coverage instrumentation (fuzzer-no-link); only the
@@ -35,15 +35,21 @@ cflags="-std=c11 -D_GNU_SOURCE -g -O1 $san -I$top/src -I$build/obj $pkg_cflags"
 mkdir -p "$build/obj" "$build/bin" "$build/corpus" "$build/crashes" "$build/logs"
 
 # ---- the server's code as one archive (everything but the two mains) ----
-sh "$top/sql/embed-migrations.sh" "$top"/sql/[0-9]*.sql >"$build/obj/migrations_gen.c.tmp"
-cmp -s "$build/obj/migrations_gen.c.tmp" "$build/obj/migrations_gen.c" 2>/dev/null ||
-    mv "$build/obj/migrations_gen.c.tmp" "$build/obj/migrations_gen.c"
-rm -f "$build/obj/migrations_gen.c.tmp"
+# Both dialects' migrations, regenerated only when they changed (keeps the .o).
+embed() { # embed OUT.c [-n ARRAY] FILES…
+    out=$1
+    shift
+    sh "$top/sql/embed-migrations.sh" "$@" >"$out.tmp"
+    cmp -s "$out.tmp" "$out" 2>/dev/null || mv "$out.tmp" "$out"
+    rm -f "$out.tmp"
+}
+embed "$build/obj/migrations_gen.c" "$top"/sql/[0-9]*.sql
+embed "$build/obj/migrations_pg_gen.c" -n s4s_pg_migrations "$top"/sql/pg/[0-9]*.sql
 newest_header=$(ls -t "$top"/src/*.h | head -n 1)
 # The sources of src/libs4s.a as Makefile.am lists them (the server minus main.c).
 srcs=$(sed -n '/^src_libs4s_a_SOURCES *=/,/[^\\]$/p' "$top/Makefile.am" | tr ' \t\\' '\n\n\n' |
     grep '^src/.*\.c$' | sed "s|^|$top/|")
-srcs="$srcs $build/obj/migrations_gen.c"
+srcs="$srcs $build/obj/migrations_gen.c $build/obj/migrations_pg_gen.c"
 echo "fuzz: compiling the server's sources into $build/obj"
 # shellcheck disable=SC2086
 printf '%s\n' $srcs | xargs -P "$jobs" -I{} sh -c '

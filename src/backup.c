@@ -1294,6 +1294,28 @@ static int restore_blobs(struct admin *a, const char *backup_blobs, struct resto
     return wrc < 0 || r->fatal ? -1 : 0;
 }
 
+/* The closing summary of a restore; false when blobs had to be left out. */
+static bool restore_report(const cJSON *manifest, const char *dir, const char *database,
+                           const struct restore *r)
+{
+    const cJSON *created = cJSON_GetObjectItemCaseSensitive(manifest, "created_at");
+    char size_text[32];
+    human_size(r->bytes, size_text, sizeof size_text);
+    printf("restored the backup of %s from %s\n",
+           cJSON_IsString(created) ? created->valuestring : "(unknown time)", dir);
+    printf("  database: %s\n", database);
+    printf("  blobs:    %llu restored (%s), %llu already present\n",
+           (unsigned long long)r->restored, size_text, (unsigned long long)r->present);
+    if (r->damaged) {
+        printf("  DAMAGED:  %llu blob(s) in the backup did not match their names and were left "
+               "out; run s4s-admin check\n",
+               (unsigned long long)r->damaged);
+        return false;
+    }
+    printf("next: s4s-admin check, then start the server (it applies any newer migrations)\n");
+    return true;
+}
+
 static void restore_warn_owner(struct admin *a)
 {
     struct stat dst;
@@ -1485,23 +1507,11 @@ static int restore_pg(struct admin *a, const char *dir, const cJSON *manifest,
                 v.wrong);
         goto done;
     }
-    const cJSON *created = cJSON_GetObjectItemCaseSensitive(manifest, "created_at");
-    char size_text[32];
-    human_size(r.bytes, size_text, sizeof size_text);
-    printf("restored the backup of %s from %s\n",
-           cJSON_IsString(created) ? created->valuestring : "(unknown time)", dir);
-    printf("  database: PostgreSQL database %s, %llu rows in %d tables (as the manifest says)\n",
-           srv.name, (unsigned long long)v.rows, v.tables);
-    printf("  blobs:    %llu restored (%s), %llu already present\n", (unsigned long long)r.restored,
-           size_text, (unsigned long long)r.present);
-    if (r.damaged) {
-        printf("  DAMAGED:  %llu blob(s) in the backup did not match their names and were left "
-               "out; run s4s-admin check\n",
-               (unsigned long long)r.damaged);
-        goto done;
-    }
-    printf("next: s4s-admin check, then start the server (it applies any newer migrations)\n");
-    ret = EXIT_OK;
+    char *what = xasprintf("PostgreSQL database %s, %llu rows in %d tables (as the manifest says)",
+                           srv.name, (unsigned long long)v.rows, v.tables);
+    if (restore_report(manifest, dir, what, &r))
+        ret = EXIT_OK;
+    free(what);
 done:
     db_close(db);
     pg_conn_free(&conn);
@@ -1661,22 +1671,8 @@ int cmd_restore(struct admin *a, int argc, char **argv)
         goto done;
     }
 
-    const cJSON *created = cJSON_GetObjectItemCaseSensitive(manifest, "created_at");
-    char size_text[32];
-    human_size(r.bytes, size_text, sizeof size_text);
-    printf("restored the backup of %s from %s\n",
-           cJSON_IsString(created) ? created->valuestring : "(unknown time)", dir);
-    printf("  database: %s\n", db_path);
-    printf("  blobs:    %llu restored (%s), %llu already present\n", (unsigned long long)r.restored,
-           size_text, (unsigned long long)r.present);
-    if (r.damaged) {
-        printf("  DAMAGED:  %llu blob(s) in the backup did not match their names and were left "
-               "out; run s4s-admin check\n",
-               (unsigned long long)r.damaged);
-        goto done;
-    }
-    printf("next: s4s-admin check, then start the server (it applies any newer migrations)\n");
-    ret = EXIT_OK;
+    if (restore_report(manifest, dir, db_path, &r))
+        ret = EXIT_OK;
 done:
     cJSON_Delete(manifest);
     free(text);

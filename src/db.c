@@ -308,6 +308,19 @@ int64_t db_size_bytes(struct db *db)
     return db->drv->size_bytes(db);
 }
 
+int db_row_exists(struct db *db, const char *sql, const char *a, const char *b, bool *found)
+{
+    struct db_stmt *st = db_prepare(db, sql);
+    if (!st)
+        return DB_ERROR;
+    if (db_bind_text(st, 1, a) != DB_OK || (b && db_bind_text(st, 2, b) != DB_OK))
+        return DB_ERROR;
+    int rc = db_step(st);
+    *found = rc == DB_ROW;
+    db_reset(st);
+    return rc == DB_ROW ? DB_OK : rc;
+}
+
 /* ---- transactions -------------------------------------------------------- */
 
 /* Step a cached, parameterless statement to completion. */

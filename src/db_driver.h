@@ -93,6 +93,10 @@ struct db_driver {
     const char *(*errmsg)(struct db *db);
 };
 
+/* For drivers' catalog lookups: step sql with text parameters a (and b unless
+ * NULL); *found says whether it gave a row. */
+int db_row_exists(struct db *db, const char *sql, const char *a, const char *b, bool *found);
+
 extern const struct db_driver db_sqlite_driver;
 extern const struct db_driver db_pg_driver;
 

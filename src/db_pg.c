@@ -536,34 +536,20 @@ static const char *pg_errmsg(struct db *db)
     return PG(db)->errmsg;
 }
 
-/* Step a one-row catalog query with text parameters; *found says whether it had a row. */
-static int pg_exists(struct db *db, const char *sql, const char *a, const char *b, bool *found)
-{
-    struct db_stmt *st = db_prepare(db, sql);
-    if (!st)
-        return DB_ERROR;
-    if (db_bind_text(st, 1, a) != DB_OK || (b && db_bind_text(st, 2, b) != DB_OK))
-        return DB_ERROR;
-    int rc = db_step(st);
-    *found = rc == DB_ROW;
-    db_reset(st);
-    return rc == DB_ROW ? DB_OK : rc;
-}
-
 static int pg_table_exists(struct db *db, const char *table, bool *exists)
 {
-    return pg_exists(db,
-                     "SELECT 1 FROM information_schema.tables "
-                     "WHERE table_schema = current_schema() AND table_name = ?",
-                     table, NULL, exists);
+    return db_row_exists(db,
+                         "SELECT 1 FROM information_schema.tables "
+                         "WHERE table_schema = current_schema() AND table_name = ?",
+                         table, NULL, exists);
 }
 
 static int pg_column_exists(struct db *db, const char *table, const char *column, bool *exists)
 {
-    return pg_exists(db,
-                     "SELECT 1 FROM information_schema.columns WHERE table_schema = "
-                     "current_schema() AND table_name = lower(?) AND column_name = lower(?)",
-                     table, column, exists);
+    return db_row_exists(db,
+                         "SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                         "current_schema() AND table_name = lower(?) AND column_name = lower(?)",
+                         table, column, exists);
 }
 
 /* No WAL file of ours to report or checkpoint: the server manages its own. */

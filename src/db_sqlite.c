@@ -385,31 +385,17 @@ static const char *lite_errmsg(struct db *db)
     return sqlite3_errmsg(LITE(db)->h);
 }
 
-/* Step a one-row query with text parameters; *found says whether it had a row. */
-static int lite_exists(struct db *db, const char *sql, const char *a, const char *b, bool *found)
-{
-    struct db_stmt *st = db_prepare(db, sql);
-    if (!st)
-        return DB_ERROR;
-    if (db_bind_text(st, 1, a) != DB_OK || (b && db_bind_text(st, 2, b) != DB_OK))
-        return DB_ERROR;
-    int rc = db_step(st);
-    *found = rc == DB_ROW;
-    db_reset(st);
-    return rc == DB_ROW ? DB_OK : rc;
-}
-
 static int lite_table_exists(struct db *db, const char *table, bool *exists)
 {
-    return lite_exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table,
-                       NULL, exists);
+    return db_row_exists(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table,
+                         NULL, exists);
 }
 
 /* Compared case-insensitively, as SQLite compares names. */
 static int lite_column_exists(struct db *db, const char *table, const char *column, bool *exists)
 {
-    return lite_exists(db, "SELECT 1 FROM pragma_table_info(?) WHERE lower(name) = lower(?)", table,
-                       column, exists);
+    return db_row_exists(db, "SELECT 1 FROM pragma_table_info(?) WHERE lower(name) = lower(?)",
+                         table, column, exists);
 }
 
 /* ---- WAL ----------------------------------------------------------------- */

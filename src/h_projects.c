@@ -9,6 +9,7 @@
 #include "db.h"
 #include "log.h"
 #include "projects.h"
+#include "jsonw.h"
 #include "request.h"
 #include "response.h"
 #include "routes.h"
@@ -348,32 +349,31 @@ static void answer_summary(struct request *r, int status, const struct proj_row 
 
 /* ---- listings ------------------------------------------------------------------- */
 
-static void answer_list(struct request *r, int rc, cJSON *arr)
+static void answer_list(struct request *r, int rc, struct jsonw *w)
 {
-    if (rc != DB_OK) {
+    if (rc != DB_OK)
         db_fail(r, rc);
-        return;
+    else {
+        resp_header(r, "Cache-Control", "no-store");
+        resp_bytes(r, 200, "application/json; charset=utf-8", w->buf, w->len);
     }
-    cJSON *o = cJSON_CreateObject();
-    int n = cJSON_GetArraySize(arr);
-    cJSON_AddItemToObject(o, "projects", arr);
-    cJSON_AddNumberToObject(o, "count", n);
-    cJSON_AddBoolToObject(o, "success", 1);
-    resp_json(r, 200, o);
+    jw_free(w);
 }
 
 void h_projects_list(struct request *r)
 {
-    cJSON *arr;
-    int rc = proj_list_owned(r->srv->db, r->srv->cfg->base_path, r->sess->user_id, &arr);
-    answer_list(r, rc, arr);
+    struct jsonw w;
+    jw_init(&w, 16384);
+    int rc = proj_list_owned(r->srv->db, r->srv->cfg->base_path, r->sess->user_id, &w);
+    answer_list(r, rc, &w);
 }
 
 void h_projects_shared(struct request *r)
 {
-    cJSON *arr;
-    int rc = proj_list_shared(r->srv->db, r->srv->cfg->base_path, r->sess->user_id, &arr);
-    answer_list(r, rc, arr);
+    struct jsonw w;
+    jw_init(&w, 16384);
+    int rc = proj_list_shared(r->srv->db, r->srv->cfg->base_path, r->sess->user_id, &w);
+    answer_list(r, rc, &w);
 }
 
 void h_projects_recent(struct request *r)

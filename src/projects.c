@@ -7,6 +7,7 @@
  * the caller before a transaction points at them.
  */
 #include "projects.h"
+#include "jsonw.h"
 #include "db.h"
 #include "log.h"
 #include "request.h"
@@ -348,112 +349,197 @@ int proj_note_seen(struct db *db, const char *sess_hash, int64_t id, int64_t ver
     return db_transaction(db, true, note_seen_tx, &x);
 }
 
-/* An index from project id to its listed object's groups array, so one query
- * fills shared_with_groups for a whole list. */
-struct list_entry {
+/*
+ * The listings (GET /api/projects and /api/projects/shared) are the hottest
+ * reads: their rows are collected first (strings in an arena), one more query
+ * fills every project's groups, and the answer is written as JSON text
+ * directly (jsonw.h) instead of through a cJSON tree.
+ */
+struct list_group {
     int64_t id;
-    cJSON *groups;
+    const char *name, *external_id;
+    struct list_group *next;
 };
 
-struct list_index {
-    struct list_entry *v;
+struct list_item {
+    struct proj_row row;
+    const char *owner_name; /* shared listing only */
+    struct list_group *groups, **groups_tail;
+};
+
+struct list {
+    arena_t a;
+    struct list_item *v; /* listing order */
     size_t n, cap;
+    struct list_item **by_id; /* sorted by project id, for attaching groups */
 };
 
-static void index_add(struct list_index *ix, int64_t id, cJSON *groups)
+static void list_init(struct list *l)
 {
-    if (ix->n == ix->cap) {
-        ix->cap = ix->cap ? ix->cap * 2 : 32;
-        ix->v = xrealloc(ix->v, ix->cap * sizeof *ix->v);
-    }
-    ix->v[ix->n].id = id;
-    ix->v[ix->n].groups = groups;
-    ix->n++;
+    memset(l, 0, sizeof *l);
+    arena_init(&l->a, 16384);
 }
 
-static int entry_cmp(const void *x, const void *y)
+static void list_free(struct list *l)
 {
-    int64_t a = ((const struct list_entry *)x)->id, b = ((const struct list_entry *)y)->id;
+    free(l->v);
+    free(l->by_id);
+    arena_free(&l->a);
+}
+
+static struct list_item *list_add(struct list *l)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 32;
+        l->v = xrealloc(l->v, l->cap * sizeof *l->v);
+    }
+    struct list_item *it = &l->v[l->n++];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+static int item_id_cmp(const void *x, const void *y)
+{
+    int64_t a = (*(struct list_item *const *)x)->row.id;
+    int64_t b = (*(struct list_item *const *)y)->row.id;
     return (a > b) - (a < b);
 }
 
-/* Rows of (project_id, group id, name, external_id) into the index's arrays. */
-static int attach_groups(struct db_stmt *st, struct list_index *ix)
+/* Rows of (project_id, group id, name, external_id) onto the listed items, in
+ * the query's order. */
+static int attach_groups(struct db_stmt *st, struct list *l)
 {
-    if (ix->n > 1)
-        qsort(ix->v, ix->n, sizeof *ix->v, entry_cmp);
+    l->by_id = xmalloc((l->n ? l->n : 1) * sizeof *l->by_id);
+    for (size_t i = 0; i < l->n; i++) {
+        l->by_id[i] = &l->v[i];
+        l->v[i].groups_tail = &l->v[i].groups;
+    }
+    if (l->n > 1)
+        qsort(l->by_id, l->n, sizeof *l->by_id, item_id_cmp);
     int rc;
     while ((rc = db_step(st)) == DB_ROW) {
-        struct list_entry key = {.id = db_column_int64(st, 0)};
-        struct list_entry *e = ix->n ? bsearch(&key, ix->v, ix->n, sizeof *ix->v, entry_cmp) : NULL;
-        if (e)
-            cJSON_AddItemToArray(e->groups, group_json(st, 1));
+        struct list_item key_item = {.row.id = db_column_int64(st, 0)};
+        const struct list_item *key = &key_item;
+        struct list_item **found =
+            l->n ? bsearch(&key, l->by_id, l->n, sizeof *l->by_id, item_id_cmp) : NULL;
+        if (!found)
+            continue;
+        struct list_group *g = arena_alloc(&l->a, sizeof *g);
+        g->id = db_column_int64(st, 1);
+        g->name = arena_strdup(&l->a, db_column_text(st, 2));
+        g->external_id = arena_strdup(&l->a, db_column_text(st, 3));
+        g->next = NULL;
+        *(*found)->groups_tail = g;
+        (*found)->groups_tail = &g->next;
     }
     return step_end(st, rc);
 }
 
-/* The listing item: summary + thumbnail_url + is_published + shared_with_groups. */
-static cJSON *list_item(arena_t *a, const char *base_path, const struct proj_row *p,
-                        struct list_index *ix)
+static void jw_ts(struct jsonw *w, const char *key, const char *db_ts)
 {
-    cJSON *o = proj_summary_json(p);
-    cJSON_AddStringToObject(o, "thumbnail_url", proj_thumbnail_url(a, base_path, p->id));
-    cJSON_AddBoolToObject(o, "is_published", p->is_published);
-    index_add(ix, p->id, cJSON_AddArrayToObject(o, "shared_with_groups"));
-    return o;
+    char iso[48];
+    db_ts_to_iso(db_ts ? db_ts : "", iso, sizeof iso);
+    jw_key(w, key);
+    if (*iso)
+        jw_string(w, iso);
+    else
+        jw_null(w);
 }
 
-int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, cJSON **out)
+/* {"projects":[…],"count":n,"success":true}: each item the summary (as
+ * proj_summary_json), thumbnail_url, is_published, shared_with_groups, and for
+ * the shared listing the owner. */
+static void list_write(struct list *l, const char *base_path, bool with_owner, struct jsonw *w)
 {
-    *out = NULL;
-    arena_t a;
-    arena_init(&a, 8192);
-    struct list_index ix = {0};
-    cJSON *arr = cJSON_CreateArray();
+    jw_object_begin(w);
+    jw_key(w, "projects");
+    jw_array_begin(w);
+    for (size_t i = 0; i < l->n; i++) {
+        const struct list_item *it = &l->v[i];
+        const struct proj_row *p = &it->row;
+        jw_object_begin(w);
+        jw_key(w, "id");
+        jw_int(w, p->id);
+        jw_key(w, "title");
+        jw_string(w, p->title);
+        jw_key(w, "description");
+        jw_string(w, p->description);
+        jw_ts(w, "created_at", p->created_at);
+        jw_ts(w, "updated_at", p->updated_at);
+        jw_key(w, "version");
+        jw_int(w, p->version);
+        jw_key(w, "thumbnail_url");
+        jw_string(w, proj_thumbnail_url(&l->a, base_path, p->id));
+        jw_key(w, "is_published");
+        jw_bool(w, p->is_published);
+        jw_key(w, "shared_with_groups");
+        jw_array_begin(w);
+        for (const struct list_group *g = it->groups; g; g = g->next) {
+            jw_object_begin(w);
+            jw_key(w, "id");
+            jw_int(w, g->id);
+            jw_key(w, "name");
+            jw_string(w, g->name);
+            jw_key(w, "external_id");
+            jw_string(w, g->external_id);
+            jw_object_end(w);
+        }
+        jw_array_end(w);
+        if (with_owner) {
+            jw_key(w, "owner");
+            jw_object_begin(w);
+            jw_key(w, "id");
+            jw_string(w, p->owner_id);
+            jw_key(w, "username");
+            jw_string(w, it->owner_name);
+            jw_object_end(w);
+        }
+        jw_object_end(w);
+    }
+    jw_array_end(w);
+    jw_key(w, "count");
+    jw_int(w, (int64_t)l->n);
+    jw_key(w, "success");
+    jw_bool(w, true);
+    jw_object_end(w);
+}
+
+int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, struct jsonw *w)
+{
+    struct list l;
+    list_init(&l);
     int rc = DB_ERROR;
     /* ix_projects_owner_updated (owner_id, updated_at, rowid) gives this order. */
     struct db_stmt *st = db_prepare(db, "SELECT " ROW_COLS " FROM projects p "
                                         "WHERE p.owner_id = ? AND p.deleted_at IS NULL "
                                         "ORDER BY p.updated_at DESC, p.id DESC");
     if (!st)
-        goto fail;
+        goto out;
     db_bind_text(st, 1, owner_id);
-    struct proj_row row;
-    while ((rc = db_step(st)) == DB_ROW) {
-        read_row(st, &a, &row);
-        cJSON_AddItemToArray(arr, list_item(&a, base_path, &row, &ix));
-    }
+    while ((rc = db_step(st)) == DB_ROW)
+        read_row(st, &l.a, &list_add(&l)->row);
     if ((rc = step_end(st, rc)) != DB_OK)
-        goto fail;
+        goto out;
     st = db_prepare(db, "SELECT pg.project_id, g.id, g.name, g.external_id FROM projects p "
                         "JOIN project_groups pg ON pg.project_id = p.id "
                         "JOIN groups g ON g.id = pg.group_id "
                         "WHERE p.owner_id = ? AND p.deleted_at IS NULL ORDER BY g.name, g.id");
     if (!st) {
         rc = DB_ERROR;
-        goto fail;
+        goto out;
     }
     db_bind_text(st, 1, owner_id);
-    if ((rc = attach_groups(st, &ix)) != DB_OK)
-        goto fail;
-    free(ix.v);
-    arena_free(&a);
-    *out = arr;
-    return DB_OK;
-fail:
-    free(ix.v);
-    arena_free(&a);
-    cJSON_Delete(arr);
+    if ((rc = attach_groups(st, &l)) == DB_OK)
+        list_write(&l, base_path, false, w);
+out:
+    list_free(&l);
     return rc;
 }
 
-int proj_list_shared(struct db *db, const char *base_path, const char *user_id, cJSON **out)
+int proj_list_shared(struct db *db, const char *base_path, const char *user_id, struct jsonw *w)
 {
-    *out = NULL;
-    arena_t a;
-    arena_init(&a, 8192);
-    struct list_index ix = {0};
-    cJSON *arr = cJSON_CreateArray();
+    struct list l;
+    list_init(&l);
     int rc = DB_ERROR;
     struct db_stmt *st =
         db_prepare(db, "SELECT " ROW_COLS ", u.username FROM projects p "
@@ -463,22 +549,18 @@ int proj_list_shared(struct db *db, const char *base_path, const char *user_id, 
                        "JOIN project_groups pg ON pg.group_id = ug.group_id WHERE ug.user_id = ?) "
                        "ORDER BY p.updated_at DESC, p.id DESC");
     if (!st)
-        goto fail;
+        goto out;
     db_bind_text(st, 1, user_id);
     db_bind_text(st, 2, user_id);
-    struct proj_row row;
     while ((rc = db_step(st)) == DB_ROW) {
-        read_row(st, &a, &row);
-        cJSON *o = list_item(&a, base_path, &row, &ix);
-        cJSON *owner = cJSON_AddObjectToObject(o, "owner");
-        cJSON_AddStringToObject(owner, "id", row.owner_id);
-        cJSON_AddStringToObject(owner, "username",
-                                db_column_is_null(st, ROW_NCOLS) ? row.owner_id
-                                                                 : db_column_text(st, ROW_NCOLS));
-        cJSON_AddItemToArray(arr, o);
+        struct list_item *it = list_add(&l);
+        read_row(st, &l.a, &it->row);
+        it->owner_name = db_column_is_null(st, ROW_NCOLS)
+                             ? it->row.owner_id
+                             : arena_strdup(&l.a, db_column_text(st, ROW_NCOLS));
     }
     if ((rc = step_end(st, rc)) != DB_OK)
-        goto fail;
+        goto out;
     /* Only the groups the caller is in (API.md), for every listed project at once. */
     st = db_prepare(db, "SELECT pg.project_id, g.id, g.name, g.external_id FROM user_groups ug "
                         "JOIN project_groups pg ON pg.group_id = ug.group_id "
@@ -488,20 +570,14 @@ int proj_list_shared(struct db *db, const char *base_path, const char *user_id, 
                         "AND p.is_published = 1 AND p.owner_id <> ? ORDER BY g.name, g.id");
     if (!st) {
         rc = DB_ERROR;
-        goto fail;
+        goto out;
     }
     db_bind_text(st, 1, user_id);
     db_bind_text(st, 2, user_id);
-    if ((rc = attach_groups(st, &ix)) != DB_OK)
-        goto fail;
-    free(ix.v);
-    arena_free(&a);
-    *out = arr;
-    return DB_OK;
-fail:
-    free(ix.v);
-    arena_free(&a);
-    cJSON_Delete(arr);
+    if ((rc = attach_groups(st, &l)) == DB_OK)
+        list_write(&l, base_path, true, w);
+out:
+    list_free(&l);
     return rc;
 }
 

@@ -27,6 +27,8 @@
 struct db;
 struct request;
 
+struct jsonw;
+
 /* Titles are at most this many characters (projects.name is VARCHAR(100)). */
 #define PROJ_TITLE_MAX 100
 #define PROJ_DEFAULT_TITLE "Untitled Project"
@@ -96,13 +98,14 @@ char *proj_thumbnail_url(arena_t *a, const char *base_path, int64_t id);
 /* The groups a project is shared with, as [{"id","name","external_id"}]. */
 int proj_groups_json(struct db *db, int64_t id, cJSON **out);
 
-/* GET /api/projects: the owner's projects, newest updated_at first, each
- * summary + {"thumbnail_url","is_published","shared_with_groups"}. */
-int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, cJSON **out);
-/* GET /api/projects/shared: published projects shared with a group of
- * user_id, not user_id's own, newest first, with owner and only the groups
- * user_id is in. */
-int proj_list_shared(struct db *db, const char *base_path, const char *user_id, cJSON **out);
+/* GET /api/projects: the whole answer {"projects":[…],"count","success"} into
+ * w, the owner's projects newest updated_at first, each summary +
+ * {"thumbnail_url","is_published","shared_with_groups"}. */
+int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, struct jsonw *w);
+/* GET /api/projects/shared, the same way: published projects shared with a
+ * group of user_id, not user_id's own, newest first, with owner and only the
+ * groups user_id is in. */
+int proj_list_shared(struct db *db, const char *base_path, const char *user_id, struct jsonw *w);
 /* For the teacher view: the owner's projects, newest first, each summary +
  * {"thumbnail_url"}. NULL on a database error (r's arena is not used for the
  * result: the caller owns and frees or hands on the cJSON array). */

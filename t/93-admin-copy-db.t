@@ -30,6 +30,7 @@ import tempfile
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import s4s  # noqa: E402
 from s4s import (Stack, Tap, admin, make_sb3, md5, multipart, project_send,  # noqa: E402
                  sample_png, sample_svg, sample_wav)
 
@@ -44,33 +45,14 @@ TABLES = ["users", "groups", "user_groups", "oauth_sessions", "projects", "proje
           "project_versions", "session_project_versions", "conflict_copies", "assets", "backpack_items"]
 
 
-# ---- psql, on its own here (the harness's PostgreSQL mode is not used: the
-# source stack must stay on SQLite)
-def psql_path():
-    best = None
-    root = "/usr/lib/postgresql"
-    for d in os.listdir(root) if os.path.isdir(root) else []:
-        p = os.path.join(root, d, "bin", "psql")
-        if d.isdigit() and os.access(p, os.X_OK) and (best is None or int(d) > best[0]):
-            best = (int(d), p)
-    return best[1] if best else shutil.which("psql")
-
-
-PSQL = psql_path()
-
-
+# ---- psql through the harness's helpers, but without its PostgreSQL mode: the
+# source stack must stay on SQLite.
 def psql(uri, sql):
-    env = dict(os.environ, PGCLIENTENCODING="UTF8", PGTZ="UTC", PGCONNECT_TIMEOUT="10")
-    p = subprocess.run([PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", uri, "-f", "-"],
-                       input=sql.encode(), capture_output=True, env=env, timeout=120)
-    if p.returncode != 0:
-        raise RuntimeError("psql: %s" % p.stderr.decode("utf-8", "replace"))
-    return p.stdout.decode("utf-8")
+    return s4s.pg_exec(uri, sql)
 
 
 def db_uri(dbname):
-    u = urllib.parse.urlsplit(PG_ADMIN)
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + dbname, u.query, u.fragment))
+    return s4s.pg_database_uri(PG_ADMIN, dbname)
 
 
 def create_db():
