@@ -205,7 +205,7 @@ void h_backpack_add(struct request *r)
     if (!b64_to_blob(r, "body", in.body_b64, &wb) ||
         !b64_to_blob(r, "thumbnail", in.thumbnail_b64, &wt))
         goto done;
-    int rc = content_check_asset(r->srv->magic, blob_writer_tmp_path(&wb), fmt, cmsg, sizeof cmsg);
+    int rc = asset_check_content(r, &wb, fmt, cmsg, sizeof cmsg);
     if (rc != CONTENT_OK) {
         asset_content_fail(r, rc, cmsg);
         goto done;

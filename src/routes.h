@@ -53,6 +53,11 @@ void h_asset_get(struct request *r);
 struct blob_writer;
 /* A failed content check (enum content_status) as 400/415/422/500 with msg. */
 void asset_content_fail(struct request *r, int status, const char *msg);
+/* The content check of a finished writer against the declared format (enum
+ * content_status; msg as content_check_asset writes it). Bytes stored before
+ * under the same format passed it then, so they are not checked again. */
+int asset_check_content(struct request *r, const struct blob_writer *w, const char *format,
+                        char *msg, size_t msglen);
 /* A failed blob write (enum blob_status) as 507/413/500. */
 void asset_blob_fail(struct request *r, int blob_status);
 /* 409: the MD5 belongs to other bytes. */

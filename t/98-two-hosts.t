@@ -12,6 +12,7 @@
 #   of a save loop: the other keeps serving, every acknowledged save is in the
 #   database with its bytes, and only requests in flight on the dead instance
 #   failed (502 from nginx, never acknowledged).
+import atexit
 import hashlib
 import os
 import signal
@@ -50,6 +51,20 @@ with open(b_conf, "w") as f:
     f.write("".join("%s=%s\n" % kv for kv in cfg.items()))
 b = subprocess.Popen([S4S_FCGI, "-F", "-c", b_conf], env=stack.env, stdin=subprocess.DEVNULL,
                      stdout=open(os.path.join(stack.dir, "b.out"), "ab"), stderr=subprocess.STDOUT)
+
+
+def stop_b():
+    # Also when the test dies early: B must not outlive it (its workers follow its master).
+    if b.poll() is None:
+        b.send_signal(signal.SIGTERM)
+        try:
+            b.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            b.kill()
+            b.wait()
+
+
+atexit.register(stop_b)
 with stack as s:
     try:
         # nginx found a server ready, but that may have been B alone: wait for both.
@@ -167,8 +182,6 @@ with stack as s:
                         "WHERE v.project_id = p.id AND v.version = p.version)"), [(0,)],
              "every project's current version has its version row")
     finally:
-        if b.poll() is None:
-            b.kill()
-            b.wait()
+        stop_b()
 
 t.done()
