@@ -73,9 +73,11 @@ static void set_errmsg(struct pg *pg, const char *msg)
 /* Session settings every connection gets, again after a reconnect. */
 static int configure_session(struct pg *pg)
 {
+    /* lock_timeout 0 would mean "wait forever", where SQLite's 0 means "do
+     * not wait": the nearest PostgreSQL has is 1 ms. */
     char *sql = xasprintf("SET lock_timeout = %d; SET TIME ZONE 'UTC'; "
                           "SET client_encoding = 'UTF8'; SET client_min_messages = warning",
-                          pg->busy_timeout_ms);
+                          pg->busy_timeout_ms > 0 ? pg->busy_timeout_ms : 1);
     PGresult *res = PQexec(pg->conn, sql);
     free(sql);
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
