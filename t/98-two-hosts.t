@@ -105,12 +105,13 @@ with stack as s:
         t.eq(sorted(set(c for r in res for c in r)), [200], "80 list requests over both hosts: all 200")
         a_n, b_n = count_access(s.log_path, "GET /api/projects"), count_access(b_log, "GET /api/projects")
         if not t.ok(a_n > 0 and b_n > 0, "both hosts served them (A %d, B %d)" % (a_n, b_n)):
+            # On stderr: prove shows it without -v.
             for name in ("s4s.log", "master.out", "s4s-b.log", "b.out", "nginx-error.log"):
                 try:
                     with open(os.path.join(s.dir, name), errors="replace") as f:
-                        t.diag("== %s (end)\n%s" % (name, "".join(f.readlines()[-25:])))
+                        sys.stderr.write("== %s (end)\n%s" % (name, "".join(f.readlines()[-25:])))
                 except OSError as e:
-                    t.diag("== %s: %s" % (name, e))
+                    sys.stderr.write("== %s: %s\n" % (name, e))
 
         # ---- concurrent saves of one project from both hosts
         pid = project_send(s, "POST", P + "?title=Shared", tok, make_sb3("v1")).json()["id"]
