@@ -106,13 +106,13 @@ void asset_content_fail(struct request *r, int status, const char *msg)
 }
 
 int asset_check_content(struct request *r, const struct blob_writer *w, const char *format,
-                        char *msg, size_t msglen)
+                        struct asset_lookup *seen, char *msg, size_t msglen)
 {
-    /* The dedupe path (a whole class uploading one costume) then costs an
-     * indexed lookup instead of a libmagic run over the file. */
-    struct asset_info have;
-    if (asset_find(r->srv->db, r->arena, w->md5, &have) == DB_ROW && have.sha256 && have.format &&
-        strcmp(have.sha256, w->sha256) == 0 && strcmp(have.format, format) == 0)
+    /* The dedupe path (a whole class uploading one costume) then costs the
+     * lookup commit needs anyway instead of a libmagic run over the file. */
+    seen->rc = asset_find(r->srv->db, r->arena, w->md5, &seen->info);
+    if (seen->rc == DB_ROW && seen->info.sha256 && seen->info.format &&
+        strcmp(seen->info.sha256, w->sha256) == 0 && strcmp(seen->info.format, format) == 0)
         return CONTENT_OK;
     return content_check_asset(r->srv->magic, blob_writer_tmp_path(w), format, msg, msglen);
 }
@@ -138,18 +138,24 @@ void asset_conflict(struct request *r, const char *md5)
              arena_printf(r->arena, "Asset %s already exists with different content", md5));
 }
 
-bool asset_commit_checked(struct request *r, struct blob_writer *w, bool *recorded)
+bool asset_commit_checked(struct request *r, struct blob_writer *w, const struct asset_lookup *seen,
+                          bool *recorded)
 {
-    struct asset_info have;
+    struct asset_lookup own;
+    if (!seen) {
+        own.rc = asset_find(r->srv->db, r->arena, w->md5, &own.info);
+        seen = &own;
+    }
+    const struct asset_info *have = &seen->info;
     *recorded = false;
-    int rc = asset_find(r->srv->db, r->arena, w->md5, &have);
+    int rc = seen->rc;
     if (rc != DB_ROW && rc != DB_OK) {
         blob_writer_abort(w);
         resp_db_err(r, rc);
         return false;
     }
-    if (rc == DB_ROW && have.sha256[0]) {
-        if (strcmp(have.sha256, w->sha256) != 0) {
+    if (rc == DB_ROW && have->sha256[0]) {
+        if (strcmp(have->sha256, w->sha256) != 0) {
             /* Checked here so a collision leaves no blob behind; asset_upsert
              * checks again inside the transaction. */
             blob_writer_abort(w);
@@ -253,13 +259,14 @@ void h_asset_upload(struct request *r)
         resp_err(r, ERR_BAD_REQUEST, "Invalid asset type");
         goto done;
     }
-    rc = asset_check_content(r, &f->w, format, cmsg, sizeof cmsg);
+    struct asset_lookup seen;
+    rc = asset_check_content(r, &f->w, format, &seen, cmsg, sizeof cmsg);
     if (rc != CONTENT_OK) {
         asset_content_fail(r, rc, cmsg);
         goto done;
     }
     bool recorded;
-    if (!asset_commit_checked(r, &f->w, &recorded))
+    if (!asset_commit_checked(r, &f->w, &seen, &recorded))
         goto done;
     struct asset_new a = {.md5 = f->w.md5,
                           .sha256 = f->w.sha256,
@@ -324,13 +331,14 @@ void h_asset_upload_raw(struct request *r)
         resp_err(r, ERR_BAD_REQUEST, "The MD5 of the body does not match the asset name");
         goto fail;
     }
-    rc = asset_check_content(r, &w, format, cmsg, sizeof cmsg);
+    struct asset_lookup seen;
+    rc = asset_check_content(r, &w, format, &seen, cmsg, sizeof cmsg);
     if (rc != CONTENT_OK) {
         asset_content_fail(r, rc, cmsg);
         goto fail;
     }
     bool recorded;
-    if (!asset_commit_checked(r, &w, &recorded))
+    if (!asset_commit_checked(r, &w, &seen, &recorded))
         goto fail;
     struct asset_new a = {.md5 = md5,
                           .sha256 = w.sha256,

@@ -205,7 +205,8 @@ void h_backpack_add(struct request *r)
     if (!b64_to_blob(r, "body", in.body_b64, &wb) ||
         !b64_to_blob(r, "thumbnail", in.thumbnail_b64, &wt))
         goto done;
-    int rc = asset_check_content(r, &wb, fmt, cmsg, sizeof cmsg);
+    struct asset_lookup seen;
+    int rc = asset_check_content(r, &wb, fmt, &seen, cmsg, sizeof cmsg);
     if (rc != CONTENT_OK) {
         asset_content_fail(r, rc, cmsg);
         goto done;
@@ -225,8 +226,8 @@ void h_backpack_add(struct request *r)
 
     /* The item's transaction records the assets either way (ON CONFLICT). */
     bool recorded;
-    if (!asset_commit_checked(r, &wb, &recorded) ||
-        (thumb_fmt && !asset_commit_checked(r, &wt, &recorded)))
+    if (!asset_commit_checked(r, &wb, &seen, &recorded) ||
+        (thumb_fmt && !asset_commit_checked(r, &wt, NULL, &recorded)))
         goto done;
     struct asset_new body = {.md5 = wb.md5,
                              .sha256 = wb.sha256,

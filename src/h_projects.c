@@ -84,6 +84,24 @@ static bool is_owner(const struct proj_row *p, const struct proj_caller *c)
     return c->user_id && strcmp(p->owner_id, c->user_id) == 0;
 }
 
+/* The start of every owner-only write: the id from the path, the caller, the
+ * project (404) and ownership (403 with forbidden), before the body is taken;
+ * the write transaction checks again. false when answered. */
+static bool load_owned(struct request *r, const char *forbidden, int64_t *id, struct proj_caller *c,
+                       struct proj_row *p)
+{
+    if (!capture_id(r, id))
+        return false;
+    *c = caller_of(r);
+    if (!load(r, *id, c, p))
+        return false;
+    if (!is_owner(p, c)) {
+        resp_err(r, ERR_FORBIDDEN, forbidden);
+        return false;
+    }
+    return true;
+}
+
 static const char *thumbnail_url(struct request *r, int64_t id)
 {
     return proj_thumbnail_url(r->arena, r->srv->cfg->base_path, id);
@@ -431,17 +449,10 @@ done:
 void h_project_update(struct request *r)
 {
     int64_t id;
-    if (!capture_id(r, &id))
-        return;
-    struct proj_caller c = caller_of(r);
+    struct proj_caller c;
     struct proj_row p;
-    /* 404 and 403 before taking the body; the write transaction checks again. */
-    if (!load(r, id, &c, &p))
+    if (!load_owned(r, MSG_NO_UPDATE, &id, &c, &p))
         return;
-    if (!is_owner(&p, &c)) {
-        resp_err(r, ERR_FORBIDDEN, MSG_NO_UPDATE);
-        return;
-    }
     struct project_upload u;
     if (!upload_read(r, &u) || !upload_check_sb3(r, &u, false) || !upload_check_thumb(r, &u))
         goto done;
@@ -476,16 +487,10 @@ done:
 void h_project_thumbnail_upload(struct request *r)
 {
     int64_t id;
-    if (!capture_id(r, &id))
-        return;
-    struct proj_caller c = caller_of(r);
+    struct proj_caller c;
     struct proj_row p;
-    if (!load(r, id, &c, &p))
+    if (!load_owned(r, MSG_NO_UPDATE, &id, &c, &p))
         return;
-    if (!is_owner(&p, &c)) {
-        resp_err(r, ERR_FORBIDDEN, MSG_NO_UPDATE);
-        return;
-    }
     struct project_upload u;
     if (!upload_read(r, &u) || !upload_check_thumb(r, &u))
         goto done;
@@ -564,16 +569,10 @@ void h_project_share(struct request *r)
 {
     static const char forbidden[] = "You can only share projects that you own";
     int64_t id;
-    if (!capture_id(r, &id))
-        return;
-    struct proj_caller c = caller_of(r);
+    struct proj_caller c;
     struct proj_row p;
-    if (!load(r, id, &c, &p))
+    if (!load_owned(r, forbidden, &id, &c, &p))
         return;
-    if (!is_owner(&p, &c)) {
-        resp_err(r, ERR_FORBIDDEN, forbidden);
-        return;
-    }
     struct proj_write w = {.op = PROJ_OP_SHARE, .id = id};
     int64_t *ids = NULL;
     if (!expected_version(r, NULL, &w.expected) || !share_body(r, &ids, &w.ngroups))

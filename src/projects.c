@@ -523,81 +523,74 @@ static void list_write(struct list *l, const char *base_path, bool with_owner, s
     jw_object_end(w);
 }
 
-int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, struct jsonw *w)
+/* One listing: rows_sql (ROW_COLS, then the owner's username when
+ * with_owner) and groups_sql (project id, group id, name, external_id), both
+ * taking user_id for each of their nparams placeholders. */
+static int list_run(struct db *db, const char *base_path, const char *user_id, int nparams,
+                    bool with_owner, const char *rows_sql, const char *groups_sql, struct jsonw *w)
 {
     struct list l;
     list_init(&l);
     int rc = DB_ERROR;
-    /* ix_projects_owner_updated (owner_id, updated_at, rowid) gives this order. */
-    struct db_stmt *st = db_prepare(db, "SELECT " ROW_COLS " FROM projects p "
-                                        "WHERE p.owner_id = ? AND p.deleted_at IS NULL "
-                                        "ORDER BY p.updated_at DESC, p.id DESC");
+    struct db_stmt *st = db_prepare(db, rows_sql);
     if (!st)
         goto out;
-    db_bind_text(st, 1, owner_id);
-    while ((rc = db_step(st)) == DB_ROW)
-        read_row(st, &l.a, &list_add(&l)->row);
+    for (int i = 1; i <= nparams; i++)
+        db_bind_text(st, i, user_id);
+    while ((rc = db_step(st)) == DB_ROW) {
+        struct list_item *it = list_add(&l);
+        read_row(st, &l.a, &it->row);
+        if (with_owner)
+            it->owner_name = db_column_is_null(st, ROW_NCOLS)
+                                 ? it->row.owner_id
+                                 : arena_strdup(&l.a, db_column_text(st, ROW_NCOLS));
+    }
     if ((rc = step_end(st, rc)) != DB_OK)
         goto out;
-    st = db_prepare(db, "SELECT pg.project_id, g.id, g.name, g.external_id FROM projects p "
-                        "JOIN project_groups pg ON pg.project_id = p.id "
-                        "JOIN groups g ON g.id = pg.group_id "
-                        "WHERE p.owner_id = ? AND p.deleted_at IS NULL ORDER BY g.name, g.id");
-    if (!st) {
+    if (!(st = db_prepare(db, groups_sql))) {
         rc = DB_ERROR;
         goto out;
     }
-    db_bind_text(st, 1, owner_id);
+    for (int i = 1; i <= nparams; i++)
+        db_bind_text(st, i, user_id);
     if ((rc = attach_groups(st, &l)) == DB_OK)
-        list_write(&l, base_path, false, w);
+        list_write(&l, base_path, with_owner, w);
 out:
     list_free(&l);
     return rc;
 }
 
+int proj_list_owned(struct db *db, const char *base_path, const char *owner_id, struct jsonw *w)
+{
+    /* ix_projects_owner_updated (owner_id, updated_at, rowid) gives this order. */
+    return list_run(db, base_path, owner_id, 1, false,
+                    "SELECT " ROW_COLS " FROM projects p "
+                    "WHERE p.owner_id = ? AND p.deleted_at IS NULL "
+                    "ORDER BY p.updated_at DESC, p.id DESC",
+                    "SELECT pg.project_id, g.id, g.name, g.external_id FROM projects p "
+                    "JOIN project_groups pg ON pg.project_id = p.id "
+                    "JOIN groups g ON g.id = pg.group_id "
+                    "WHERE p.owner_id = ? AND p.deleted_at IS NULL ORDER BY g.name, g.id",
+                    w);
+}
+
 int proj_list_shared(struct db *db, const char *base_path, const char *user_id, struct jsonw *w)
 {
-    struct list l;
-    list_init(&l);
-    int rc = DB_ERROR;
-    struct db_stmt *st =
-        db_prepare(db, "SELECT " ROW_COLS ", u.username FROM projects p "
-                       "LEFT JOIN users u ON u.id = p.owner_id "
-                       "WHERE p.deleted_at IS NULL AND p.is_published = 1 AND p.owner_id <> ? "
-                       "AND p.id IN (SELECT pg.project_id FROM user_groups ug "
-                       "JOIN project_groups pg ON pg.group_id = ug.group_id WHERE ug.user_id = ?) "
-                       "ORDER BY p.updated_at DESC, p.id DESC");
-    if (!st)
-        goto out;
-    db_bind_text(st, 1, user_id);
-    db_bind_text(st, 2, user_id);
-    while ((rc = db_step(st)) == DB_ROW) {
-        struct list_item *it = list_add(&l);
-        read_row(st, &l.a, &it->row);
-        it->owner_name = db_column_is_null(st, ROW_NCOLS)
-                             ? it->row.owner_id
-                             : arena_strdup(&l.a, db_column_text(st, ROW_NCOLS));
-    }
-    if ((rc = step_end(st, rc)) != DB_OK)
-        goto out;
     /* Only the groups the caller is in (API.md), for every listed project at once. */
-    st = db_prepare(db, "SELECT pg.project_id, g.id, g.name, g.external_id FROM user_groups ug "
-                        "JOIN project_groups pg ON pg.group_id = ug.group_id "
-                        "JOIN projects p ON p.id = pg.project_id "
-                        "JOIN groups g ON g.id = pg.group_id "
-                        "WHERE ug.user_id = ? AND p.deleted_at IS NULL "
-                        "AND p.is_published = 1 AND p.owner_id <> ? ORDER BY g.name, g.id");
-    if (!st) {
-        rc = DB_ERROR;
-        goto out;
-    }
-    db_bind_text(st, 1, user_id);
-    db_bind_text(st, 2, user_id);
-    if ((rc = attach_groups(st, &l)) == DB_OK)
-        list_write(&l, base_path, true, w);
-out:
-    list_free(&l);
-    return rc;
+    return list_run(db, base_path, user_id, 2, true,
+                    "SELECT " ROW_COLS ", u.username FROM projects p "
+                    "LEFT JOIN users u ON u.id = p.owner_id "
+                    "WHERE p.deleted_at IS NULL AND p.is_published = 1 AND p.owner_id <> ? "
+                    "AND p.id IN (SELECT pg.project_id FROM user_groups ug "
+                    "JOIN project_groups pg ON pg.group_id = ug.group_id WHERE ug.user_id = ?) "
+                    "ORDER BY p.updated_at DESC, p.id DESC",
+                    "SELECT pg.project_id, g.id, g.name, g.external_id FROM user_groups ug "
+                    "JOIN project_groups pg ON pg.group_id = ug.group_id "
+                    "JOIN projects p ON p.id = pg.project_id "
+                    "JOIN groups g ON g.id = pg.group_id "
+                    "WHERE ug.user_id = ? AND p.deleted_at IS NULL "
+                    "AND p.is_published = 1 AND p.owner_id <> ? ORDER BY g.name, g.id",
+                    w);
 }
 
 cJSON *proj_summaries_for_owner(struct request *r, const char *owner_id)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "assets.h"
 #include "router.h"
 
 extern const struct route s4s_routes[];
@@ -53,11 +54,18 @@ void h_asset_get(struct request *r);
 struct blob_writer;
 /* A failed content check (enum content_status) as 400/415/422/500 with msg. */
 void asset_content_fail(struct request *r, int status, const char *msg);
+/* The asset row a writer's MD5 names, looked up once per upload: rc is
+ * asset_find's (DB_ROW, DB_OK when there is none, or a db error). */
+struct asset_lookup {
+    int rc;
+    struct asset_info info;
+};
 /* The content check of a finished writer against the declared format (enum
  * content_status; msg as content_check_asset writes it). Bytes stored before
- * under the same format passed it then, so they are not checked again. */
+ * under the same format passed it then, so they are not checked again. Fills
+ * *seen for asset_commit_checked. */
 int asset_check_content(struct request *r, const struct blob_writer *w, const char *format,
-                        char *msg, size_t msglen);
+                        struct asset_lookup *seen, char *msg, size_t msglen);
 /* A failed blob write (enum blob_status) as 507/413/500. */
 void asset_blob_fail(struct request *r, int blob_status);
 /* 409: the MD5 belongs to other bytes. */
@@ -65,8 +73,9 @@ void asset_conflict(struct request *r, const char *md5);
 /* A finished, content-checked writer: 409 when its MD5 belongs to other
  * bytes; else the blob committed, or the temp file dropped and *recorded set
  * when row and blob hold these bytes already. false when answered (the
- * writer is aborted). */
-bool asset_commit_checked(struct request *r, struct blob_writer *w, bool *recorded);
+ * writer is aborted). seen: asset_check_content's lookup, or NULL to look up. */
+bool asset_commit_checked(struct request *r, struct blob_writer *w, const struct asset_lookup *seen,
+                          bool *recorded);
 /* @assets-handlers-end */
 
 /* h_backpack.c — the Backpack section */
