@@ -51,9 +51,12 @@ class Tap:
         if not cond:
             self.failed += 1
         print(("ok" if cond else "not ok") + " %d - %s" % (self.n, name), flush=True)
-        if not cond and diag is not None:
-            for line in str(diag).splitlines()[:40]:
-                print("#   " + line, flush=True)
+        if not cond:
+            # On stderr, as Test::More does: prove shows it even when not verbose,
+            # so a CI log says what failed, not only its number.
+            print("#   Failed test %d - %s" % (self.n, name), file=sys.stderr, flush=True)
+            for line in ([] if diag is None else str(diag).splitlines()[:40]):
+                print("#   " + line, file=sys.stderr, flush=True)
         return cond
 
     def eq(self, got, want, name):
@@ -156,7 +159,8 @@ error_log {dir}/nginx-error.log warn;
 pid {dir}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {dir}/nginx-access.log;
+    log_format timed '$remote_addr [$time_local] "$request" $status $body_bytes_sent rt=$request_time';
+    access_log {dir}/nginx-access.log timed;
     client_body_temp_path {dir}/nginx-tmp/body;
     fastcgi_temp_path {dir}/nginx-tmp/fastcgi;
     proxy_temp_path {dir}/nginx-tmp/proxy;
