@@ -20,8 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RENEW_WAIT_TRIES 20 /* x RENEW_WAIT_US: at most 0.5 s */
-#define RENEW_WAIT_US 25000
+/* Waiting for another worker's renewal to commit: polls start at 25 ms and
+ * grow to 200 ms. The wait is bounded by how long that commit may take:
+ * DB_BUSY_TIMEOUT for the write lock, plus a margin for the commit's fsync. */
+#define RENEW_POLL_FIRST_US 25000
+#define RENEW_POLL_MAX_US 200000
+#define RENEW_WAIT_MARGIN_US 2000000
 
 const char *sess_token_from_request(struct request *r)
 {
@@ -325,18 +329,23 @@ int sess_lookup(struct request *r, const char *token, struct session *out)
         renew(r, hash, &row);
         /* Our refresh may have lost to another worker's: the provider spent
          * the token, but the winner has not committed yet. While the row
-         * still holds the token we used, wait for that commit (bounded). */
-        for (int tries = 0;; tries++) {
+         * still holds the token we used, wait for that commit (bounded: a
+         * slow disk must not log a student out). */
+        int64_t give_up =
+            epoch_us_now() + (int64_t)r->srv->cfg->db_busy_timeout_ms * 1000 + RENEW_WAIT_MARGIN_US;
+        useconds_t poll = RENEW_POLL_FIRST_US;
+        for (;;) {
             found = read_session(r, hash, &row);
             if (found <= 0)
                 return found < 0 ? SESS_UNAVAILABLE : SESS_INVALID;
             now = epoch_us_now();
             if (still_valid(&row, now))
                 break;
-            if (tries >= RENEW_WAIT_TRIES || !row.refresh_sealed ||
-                strcmp(row.refresh_sealed, used) != 0)
+            if (now >= give_up || !row.refresh_sealed || strcmp(row.refresh_sealed, used) != 0)
                 return SESS_EXPIRED;
-            usleep(RENEW_WAIT_US);
+            usleep(poll);
+            if (poll < RENEW_POLL_MAX_US)
+                poll *= 2;
         }
     }
     touch(r, hash, &row, now);

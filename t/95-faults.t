@@ -36,9 +36,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-import s4s  # noqa: E402
-from s4s import (Stack, Tap, admin, db_value, files_in, make_sb3, md5, multipart, parallel,  # noqa: E402
-                 project_row, project_send, sample_png, stored_sb3)
+from s4s import (Stack, Tap, admin, db_value, files_in, lock_database, make_sb3, md5, multipart,  # noqa: E402
+                 parallel, project_row, project_send, sample_png, stored_sb3)
 
 t = Tap()
 BUSY = {"error": "The server is busy, please try again"}
@@ -283,53 +282,6 @@ def db_locked():
              "exactly one new version, asset, backpack item, user and share; no conflict copy")
         t.eq(stored_sb3(s, pid), new_sb3, "the project holds the retried bytes")
         t.eq(project_row(s, pid)[0], 3, "version 3 (PUT, then share)")
-
-
-# What the writes above and a login touch: PostgreSQL's EXCLUSIVE mode blocks
-# every write to them and lets plain reads through, as a writer holding an
-# SQLite database in WAL mode does.
-PG_LOCKED = ("users", "groups", "user_groups", "oauth_sessions", "projects", "project_versions",
-             "project_groups", "assets", "backpack_items", "session_project_versions", "conflict_copies")
-
-
-def lock_database(s):
-    """Another process takes the database's write lock and holds it until the
-    returned function is called: BEGIN EXCLUSIVE on main.db, or in PostgreSQL
-    mode a psql session's LOCK TABLE (it waits, untimed, for the server's
-    transactions in flight; its locks are granted when this returns)."""
-    if not s.pg_uri:
-        c = sqlite3.connect(os.path.join(s.data, "main.db"), isolation_level=None, timeout=10)
-        c.execute("BEGIN EXCLUSIVE")
-
-        def release_sqlite():
-            c.execute("ROLLBACK")
-            c.close()
-        return release_sqlite
-    p = subprocess.Popen([s4s._psql_path(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", s.pg_uri],
-                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    p.stdin.write(("BEGIN;\nLOCK TABLE %s IN EXCLUSIVE MODE;\n" % ", ".join(PG_LOCKED)).encode())
-    p.stdin.flush()
-
-    def release_pg():
-        try:
-            p.stdin.write(b"ROLLBACK;\n")
-            p.stdin.close()
-        except BrokenPipeError:
-            pass  # it has ended already: its exit status says how
-        err = p.stderr.read().decode()
-        if p.wait(timeout=30) != 0:
-            raise RuntimeError("the locking psql session failed: " + err)
-    deadline = time.time() + 30
-    held = 0
-    while held != len(PG_LOCKED):
-        if p.poll() is not None or time.time() > deadline:
-            p.kill()
-            err = p.communicate()[1].decode()
-            raise RuntimeError("the locking psql session did not get its locks (%d held): %s" % (held, err))
-        time.sleep(0.05)
-        held = db_value(s, "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND mode = 'ExclusiveLock' "
-                           "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
-    return release_pg
 
 
 def timed(fn):

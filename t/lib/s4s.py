@@ -20,6 +20,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -532,6 +533,53 @@ def db_rows(s, sql, args=()):
 def db_value(s, sql, args=()):
     rows = db_rows(s, sql, args)
     return rows[0][0] if rows else None
+
+
+# What the server's writes and a login touch: PostgreSQL's EXCLUSIVE mode blocks
+# every write to them and lets plain reads through, as a writer holding an
+# SQLite database in WAL mode does.
+PG_LOCKED = ("users", "groups", "user_groups", "oauth_sessions", "projects", "project_versions",
+             "project_groups", "assets", "backpack_items", "session_project_versions", "conflict_copies")
+
+
+def lock_database(s):
+    """Another process takes the database's write lock and holds it until the
+    returned function is called: BEGIN EXCLUSIVE on main.db, or in PostgreSQL
+    mode a psql session's LOCK TABLE (it waits, untimed, for the server's
+    transactions in flight; its locks are granted when this returns)."""
+    if not s.pg_uri:
+        c = sqlite3.connect(os.path.join(s.data, "main.db"), isolation_level=None, timeout=10)
+        c.execute("BEGIN EXCLUSIVE")
+
+        def release_sqlite():
+            c.execute("ROLLBACK")
+            c.close()
+        return release_sqlite
+    p = subprocess.Popen([_psql_path(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", s.pg_uri],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p.stdin.write(("BEGIN;\nLOCK TABLE %s IN EXCLUSIVE MODE;\n" % ", ".join(PG_LOCKED)).encode())
+    p.stdin.flush()
+
+    def release_pg():
+        try:
+            p.stdin.write(b"ROLLBACK;\n")
+            p.stdin.close()
+        except BrokenPipeError:
+            pass  # it has ended already: its exit status says how
+        err = p.stderr.read().decode()
+        if p.wait(timeout=30) != 0:
+            raise RuntimeError("the locking psql session failed: " + err)
+    deadline = time.time() + 30
+    held = 0
+    while held != len(PG_LOCKED):
+        if p.poll() is not None or time.time() > deadline:
+            p.kill()
+            err = p.communicate()[1].decode()
+            raise RuntimeError("the locking psql session did not get its locks (%d held): %s" % (held, err))
+        time.sleep(0.05)
+        held = db_value(s, "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND mode = 'ExclusiveLock' "
+                           "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    return release_pg
 
 
 # ---------------------------------------------------------------- PostgreSQL mode (S4S_TEST_PG)
