@@ -100,7 +100,7 @@ static const struct key keys[] = {
      .doc = "Old versions kept per project"},
     {.name = "DB_BUSY_TIMEOUT", .type = T_INT, FIELD(db_busy_timeout_ms),
      .min = 0, .max = 600000, .def = "5000",
-     .doc = "Milliseconds to wait for a locked SQLite database"},
+     .doc = "Milliseconds to wait for a locked database, retries included"},
 
     /* Process manager. */
     {.name = "LISTEN", .type = T_STRING, FIELD(listen),

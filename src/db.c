@@ -18,10 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Whole-transaction retries on DB_BUSY before giving up (DESIGN.md: bounded). */
-#define DB_TX_MAX_RETRIES 20
+/* Whole-transaction retries on DB_BUSY (DESIGN.md: bounded): until
+ * DB_BUSY_TIMEOUT has passed since the first attempt began, at least once,
+ * and never more often than this. */
+#define DB_TX_MAX_RETRIES 500
 /* Upper bound of one randomized backoff sleep between retries. */
-#define DB_TX_MAX_BACKOFF_MS 20
+#define DB_TX_MAX_BACKOFF_MS 25
+/* The least a retry's lock wait is cut down to, when the budget is spent. */
+#define DB_TX_MIN_LOCK_WAIT_MS 10
 /* The statement cache starts with this many slots (a power of two) and doubles. */
 #define DB_CACHE_INITIAL 128
 
@@ -78,6 +82,7 @@ int db_open(const char *uri, const struct db_options *opt, struct db **out, char
     db->drv = drv;
     db->impl = impl;
     db->busy_retry_counter = opt->busy_retry_counter;
+    db->busy_timeout_ms = opt->busy_timeout_ms;
     db->cap = DB_CACHE_INITIAL;
     db->slots = xcalloc(db->cap, sizeof *db->slots);
     struct timespec ts;
@@ -392,11 +397,21 @@ int db_transaction(struct db *db, bool write, db_tx_fn fn, void *ctx)
         log_errx("db: db_transaction called inside a transaction");
         return DB_ERROR;
     }
+    /* One budget for the whole transaction, however many attempts it takes:
+     * a lock held longer than DB_BUSY_TIMEOUT answers busy (503) after about
+     * DB_BUSY_TIMEOUT, not after one lock wait per attempt. */
+    int64_t give_up = now_mono_ms() + db->busy_timeout_ms;
+    int rc;
     for (int attempt = 0;; attempt++) {
+        if (db->drv->set_lock_wait) {
+            int64_t left = give_up - now_mono_ms();
+            db->drv->set_lock_wait(db, left > DB_TX_MIN_LOCK_WAIT_MS ? (int)left
+                                                                     : DB_TX_MIN_LOCK_WAIT_MS);
+        }
         /* A write transaction asks for its isolation up front (SQLite: the
          * write lock, so it never upgrades and deadlocks; PostgreSQL:
          * SERIALIZABLE, so a read-then-write sees no concurrent change). */
-        int rc = run_simple(db, write ? db->drv->begin_write : db->drv->begin_read);
+        rc = run_simple(db, write ? db->drv->begin_write : db->drv->begin_read);
         if (rc == DB_OK) {
             db->tx_epoch++;
             db->in_tx = true;
@@ -406,21 +421,24 @@ int db_transaction(struct db *db, bool write, db_tx_fn fn, void *ctx)
                 reset_tx_statements(db);
                 rc = run_simple(db, "COMMIT");
                 if (rc == DB_OK)
-                    return DB_OK;
+                    break;
             }
         }
         rollback_quiet(db);
         if (rc != DB_BUSY)
-            return rc;
-        if (attempt >= DB_TX_MAX_RETRIES) {
-            log_warnx("db: database busy: transaction abandoned after %d retries",
-                      DB_TX_MAX_RETRIES);
-            return DB_BUSY;
+            break;
+        if (attempt >= DB_TX_MAX_RETRIES || (attempt >= 1 && now_mono_ms() >= give_up)) {
+            log_warnx("db: database busy: transaction abandoned after %d retries in %lld ms",
+                      attempt, (long long)(now_mono_ms() - give_up + db->busy_timeout_ms));
+            break;
         }
         if (db->busy_retry_counter)
             __atomic_fetch_add(db->busy_retry_counter, 1, __ATOMIC_RELAXED);
         backoff(db, attempt);
     }
+    if (db->drv->set_lock_wait) /* statements outside transactions wait the full time */
+        db->drv->set_lock_wait(db, db->busy_timeout_ms);
+    return rc;
 }
 
 /* ---- migrations ------------------------------------------------------------ */

@@ -31,9 +31,10 @@ struct db {
     const struct db_driver *drv;
     void *impl; /* the driver's connection */
     uint64_t *busy_retry_counter;
-    uint64_t rng;      /* xorshift state for retry jitter: no global rand() state touched */
-    bool in_tx;        /* inside db_transaction's fn */
-    uint64_t tx_epoch; /* numbers db_transaction attempts */
+    int busy_timeout_ms; /* DB_BUSY_TIMEOUT: also the budget of a transaction's retries */
+    uint64_t rng;        /* xorshift state for retry jitter: no global rand() state touched */
+    bool in_tx;          /* inside db_transaction's fn */
+    uint64_t tx_epoch;   /* numbers db_transaction attempts */
     /* Open-addressing hash table (linear probing) of statements, keyed by SQL text. */
     struct db_stmt **slots;
     size_t cap; /* power of two */
@@ -66,6 +67,9 @@ struct db_driver {
     void (*finalize)(void *stmt);
     void (*reset)(struct db_stmt *st); /* reset and clear bindings */
     bool (*stmt_busy)(struct db_stmt *st);
+    /* How long the next statements wait for a lock, in ms; NULL when the driver
+     * cannot change it cheaply (PostgreSQL's lock_timeout stays DB_BUSY_TIMEOUT). */
+    void (*set_lock_wait)(struct db *db, int ms);
     int (*bind_int64)(struct db_stmt *st, int idx, int64_t v);
     int (*bind_textn)(struct db_stmt *st, int idx, const char *s, size_t len);
     int (*bind_blob)(struct db_stmt *st, int idx, const void *p, size_t len);

@@ -411,6 +411,11 @@ static int64_t lite_wal_size(struct db *dbh)
     return (int64_t)st.st_size;
 }
 
+static void lite_set_lock_wait(struct db *dbh, int ms)
+{
+    sqlite3_busy_timeout(LITE(dbh)->h, ms);
+}
+
 static int lite_checkpoint(struct db *dbh)
 {
     struct lite *db = LITE(dbh);
@@ -465,6 +470,7 @@ const struct db_driver db_sqlite_driver = {
     .finalize = lite_finalize,
     .reset = lite_reset,
     .stmt_busy = lite_stmt_busy,
+    .set_lock_wait = lite_set_lock_wait,
     .bind_int64 = lite_bind_int64,
     .bind_textn = lite_bind_textn,
     .bind_blob = lite_bind_blob,
