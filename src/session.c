@@ -2,11 +2,15 @@
  * session.c — session tokens, lookup with renewal, and sealing of the
  * provider tokens stored beside them.
  *
- * Renewal of one session by two workers at once: each asks the provider
- * with the refresh token it read, then stores the new tokens only if the
- * row still holds that refresh token (a compare-and-swap on refresh_token).
- * The loser re-reads the row and finds it renewed, so the session is never
- * lost and a stale token never overwrites a fresh one.
+ * Renewal of one session by several workers at once: the first to claim it
+ * renews it. The claim is a compare-and-swap that moves the expired row's
+ * expires_at (the one it read, with the refresh token it read) a short while
+ * forward. The others' claims then match no row; they re-read it, find the
+ * session valid and are served at once, without waiting for the provider or
+ * the claimer's commit, and the provider sees one refresh, not one per
+ * request. The claimer stores the new tokens only if the row still holds the
+ * refresh token it used, so a stale token never overwrites a fresh one; when
+ * the provider refuses, it puts the expiry back and the session is over.
  */
 #include "session.h"
 #include "db.h"
@@ -18,14 +22,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <string.h>
-#include <unistd.h>
 
-/* Waiting for another worker's renewal to commit: polls start at 25 ms and
- * grow to 200 ms. The wait is bounded by how long that commit may take:
- * DB_BUSY_TIMEOUT for the write lock, plus a margin for the commit's fsync. */
-#define RENEW_POLL_FIRST_US 25000
-#define RENEW_POLL_MAX_US 200000
-#define RENEW_WAIT_MARGIN_US 2000000
+/* A claim lasts as long as the claimer may take: the provider call, then
+ * DB_BUSY_TIMEOUT for the write lock, plus this margin. Should the claimer's
+ * worker die meanwhile, the session expires again when the claim does. */
+#define RENEW_CLAIM_MARGIN_US 2000000
 
 const char *sess_token_from_request(struct request *r)
 {
@@ -270,20 +271,45 @@ static void touch(struct request *r, const char *hash, const struct row *row, in
         db_reset(st);
 }
 
-/* Renew at the provider; store only if nobody renewed it meanwhile. */
-static void renew(struct request *r, const char *hash, const struct row *row)
+/* Move the expiry of an expired row from `from` to `to`, if the row still
+ * holds that expiry and refresh token: DB_OK and *moved, or a db error. */
+static int move_expiry(struct request *r, const char *hash, const char *refresh_sealed,
+                       const char *from, const char *to, bool *moved)
+{
+    *moved = false;
+    struct db_stmt *st =
+        db_prepare(r->srv->db, "UPDATE oauth_sessions SET expires_at = ? "
+                               "WHERE id = ? AND refresh_token = ? AND expires_at = ?");
+    if (!st)
+        return DB_ERROR;
+    db_bind_text(st, 1, to);
+    db_bind_text(st, 2, hash);
+    db_bind_text(st, 3, refresh_sealed);
+    db_bind_text(st, 4, from);
+    int rc = db_step(st);
+    if (rc != DB_OK) {
+        db_reset(st);
+        return rc;
+    }
+    *moved = db_changes(r->srv->db) == 1;
+    return DB_OK;
+}
+
+/* Renew a claimed session at the provider and store the new tokens, if the
+ * row still holds the refresh token used. False when the provider refused. */
+static bool renew(struct request *r, const char *hash, const struct row *row)
 {
     struct config *cfg = r->srv->cfg;
     const char *refresh = sess_open(r->arena, cfg, row->refresh_sealed);
     if (!refresh) {
         log_warnx("session of %s: stored refresh token can't be opened (SECRET_KEY changed?)",
                   row->s.user_id);
-        return;
+        return false;
     }
     struct oauth_tokens tok;
     const char *err = NULL;
     if (oauth_refresh(cfg, r->arena, refresh, &tok, &err) < 0)
-        return; /* logged by oauth.c; the caller re-reads in case another worker won */
+        return false; /* logged by oauth.c */
     /* Renewed sessions live SESSION_TTL from now, as the Flask backend did. */
     int64_t exp = epoch_us_now() + (int64_t)cfg->session_ttl * 1000000;
     char exp_ts[DB_TS_LEN], now_ts[DB_TS_LEN];
@@ -294,7 +320,7 @@ static void renew(struct request *r, const char *hash, const struct row *row)
                                "expires_at = ?, last_accessed = ? "
                                "WHERE id = ? AND refresh_token = ?");
     if (!st)
-        return;
+        return true;
     const char *sealed_access = sess_seal(r->arena, cfg, tok.access_token);
     const char *new_refresh = tok.refresh_token ? tok.refresh_token : refresh;
     db_bind_text(st, 1, sealed_access ? sealed_access : "");
@@ -303,10 +329,47 @@ static void renew(struct request *r, const char *hash, const struct row *row)
     db_bind_text(st, 4, now_ts);
     db_bind_text(st, 5, hash);
     db_bind_text(st, 6, row->refresh_sealed);
-    if (db_step(st) != DB_OK)
+    int rc = db_step(st);
+    if (rc != DB_OK) {
+        /* The provider has spent the old token: without this write the
+         * session ends when the claim does. Said, since it is rare. */
         db_reset(st);
-    else if (db_changes(r->srv->db) == 0)
-        log_info("session of %s was renewed concurrently by another worker", row->s.user_id);
+        log_warnx("session of %s: storing the renewed tokens failed (%s); the session ends "
+                  "when its claim does",
+                  row->s.user_id, rc == DB_BUSY ? "database busy" : "database error");
+    } else if (db_changes(r->srv->db) == 0) {
+        log_warnx("session of %s: renewed, but its row changed meanwhile", row->s.user_id);
+    }
+    return true;
+}
+
+/* An expired session with a refresh token: renew it, or find it renewed (or
+ * being renewed) by another worker. Re-reads *row. */
+static int renew_expired(struct request *r, const char *hash, struct row *row, int64_t now)
+{
+    struct config *cfg = r->srv->cfg;
+    int64_t claim_until = now + (int64_t)OAUTH_TOTAL_TIMEOUT_MS * 1000 +
+                          (int64_t)cfg->db_busy_timeout_ms * 1000 + RENEW_CLAIM_MARGIN_US;
+    char claim_ts[DB_TS_LEN];
+    db_ts_from_epoch_us(claim_until, claim_ts);
+    const char *expired = row->s.expires_at;
+    bool claimed;
+    int rc = move_expiry(r, hash, row->refresh_sealed, expired, claim_ts, &claimed);
+    if (rc != DB_OK)
+        return SESS_UNAVAILABLE;
+    if (claimed && !renew(r, hash, row)) {
+        /* Refused (or unreachable): the session is over, for every request. */
+        bool back;
+        if (move_expiry(r, hash, row->refresh_sealed, claim_ts, expired, &back) != DB_OK)
+            log_warnx("session of %s: its expiry could not be put back; it ends when the "
+                      "claim does",
+                      row->s.user_id);
+        return SESS_EXPIRED;
+    }
+    int found = read_session(r, hash, row);
+    if (found <= 0)
+        return found < 0 ? SESS_UNAVAILABLE : SESS_INVALID;
+    return still_valid(row, epoch_us_now()) ? SESS_OK : SESS_EXPIRED;
 }
 
 int sess_lookup(struct request *r, const char *token, struct session *out)
@@ -325,28 +388,10 @@ int sess_lookup(struct request *r, const char *token, struct session *out)
     if (!still_valid(&row, now)) {
         if (!row.refresh_sealed)
             return SESS_EXPIRED;
-        const char *used = row.refresh_sealed;
-        renew(r, hash, &row);
-        /* Our refresh may have lost to another worker's: the provider spent
-         * the token, but the winner has not committed yet. While the row
-         * still holds the token we used, wait for that commit (bounded: a
-         * slow disk must not log a student out). */
-        int64_t give_up =
-            epoch_us_now() + (int64_t)r->srv->cfg->db_busy_timeout_ms * 1000 + RENEW_WAIT_MARGIN_US;
-        useconds_t poll = RENEW_POLL_FIRST_US;
-        for (;;) {
-            found = read_session(r, hash, &row);
-            if (found <= 0)
-                return found < 0 ? SESS_UNAVAILABLE : SESS_INVALID;
-            now = epoch_us_now();
-            if (still_valid(&row, now))
-                break;
-            if (now >= give_up || !row.refresh_sealed || strcmp(row.refresh_sealed, used) != 0)
-                return SESS_EXPIRED;
-            usleep(poll);
-            if (poll < RENEW_POLL_MAX_US)
-                poll *= 2;
-        }
+        int rc = renew_expired(r, hash, &row, now);
+        if (rc != SESS_OK)
+            return rc;
+        now = epoch_us_now();
     }
     touch(r, hash, &row, now);
     *out = row.s;
