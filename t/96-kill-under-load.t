@@ -190,7 +190,9 @@ with Stack(workers=4) as s:
     t.ok(len(kills) >= 10, "at least 10 workers SIGKILLed during the load (%d)" % len(kills))
     t.ok(totals.get("502", 0) >= 1, "some requests were cut by the kills (%d answered 502)" % totals.get("502", 0))
     acked_writes = totals.get("200", 0)
-    t.ok(acked_writes >= 50, "the load went on between kills (%d acknowledged requests)" % acked_writes)
+    # Thousands here; a few hundred with fsync stalling 1.2 s once in a hundred
+    # calls (a slow CI disk, simulated). The bound only proves the test is not empty.
+    t.ok(acked_writes >= 20, "the load went on between kills (%d acknowledged requests)" % acked_writes)
     unexpected = [e for st in students for e in st.errors]
     t.eq(unexpected, [], "no answer but 200 or 502 (no 409 after refreshing, no 500)")
     five = {k: v for k, v in totals.items() if k.isdigit() and int(k) >= 500 and k != "502"}
