@@ -443,18 +443,6 @@ int db_transaction(struct db *db, bool write, db_tx_fn fn, void *ctx)
 
 /* ---- migrations ------------------------------------------------------------ */
 
-/* 'YYYY-MM-DD HH:MM:SS.ffffff' UTC, the upstream timestamp format. */
-static void db_timestamp(char *out, size_t outlen)
-{
-    struct timespec ts;
-    struct tm tm;
-    char base[24];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(base, sizeof base, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(out, outlen, "%s.%06u", base, (unsigned)(ts.tv_nsec / 1000) % 1000000u);
-}
-
 static bool is_identifier(const char *s, size_t n)
 {
     if (n == 0 || !((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
@@ -614,8 +602,8 @@ static int migrate_one_tx(struct db *db, void *vctx)
     if (rc != DB_OK)
         return rc;
 
-    char now[40];
-    db_timestamp(now, sizeof now);
+    char now[DB_TS_LEN];
+    db_ts_now(now);
     st = db_prepare(db, "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)");
     if (!st || db_bind_text(st, 1, ctx->m->name) != DB_OK || db_bind_text(st, 2, now) != DB_OK)
         return DB_ERROR;

@@ -107,7 +107,9 @@ static const char *thumbnail_url(struct request *r, int64_t id)
     return proj_thumbnail_url(r->arena, r->srv->cfg->base_path, id);
 }
 
-/* The session has seen p (download, metadata): remember it for its next write. */
+/* The session has seen p (download, metadata): remember it for its next write.
+ * Usually it is recorded already (p's row carries the session's seen version):
+ * then no write transaction is spent on a read request. */
 static bool note_seen(struct request *r, const struct proj_row *p)
 {
     if (!r->sess || p->seen_version >= p->version)

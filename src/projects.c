@@ -345,25 +345,6 @@ static int note_seen_tx(struct db *db, void *vctx)
 
 int proj_note_seen(struct db *db, const char *sess_hash, int64_t id, int64_t version)
 {
-    if (!sess_hash || !*sess_hash)
-        return DB_OK;
-    /* Usually it is recorded already (a client reads what it last saved or
-     * read): then a plain read answers, and no write transaction (SQLite's
-     * write lock, PostgreSQL's commit flush) is spent on a read request. The
-     * recorded version only grows, so one seen here stays good enough. */
-    struct db_stmt *st = db_prepare(db, "SELECT version FROM session_project_versions "
-                                        "WHERE session_id = ? AND project_id = ?");
-    if (!st)
-        return DB_ERROR;
-    db_bind_text(st, 1, sess_hash);
-    db_bind_int64(st, 2, id);
-    int rc = db_step(st);
-    bool recorded = rc == DB_ROW && db_column_int64(st, 0) >= version;
-    db_reset(st);
-    if (rc != DB_ROW && rc != DB_OK)
-        return rc;
-    if (recorded)
-        return DB_OK;
     struct seen_ctx x = {sess_hash, id, version};
     return db_transaction(db, true, note_seen_tx, &x);
 }
